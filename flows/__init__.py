@@ -1,0 +1,1 @@
+"""Prefect flows: each only orchestrates the steps in `pipeline.tasks`."""

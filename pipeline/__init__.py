@@ -1,0 +1,1 @@
+"""A daily Prefect 3 pipeline: Open-Meteo archive API -> Postgres -> dbt."""

@@ -1,0 +1,164 @@
+"""Load observations into Postgres: one transaction replaces a window of days."""
+
+import hashlib
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import cache
+
+import numpy as np
+import psycopg
+
+from pipeline.extract import VARIABLES, Observations
+from pipeline.locations import Location
+from pipeline.warehouse import query
+from pipeline.window import Window
+
+SOURCE = "open-meteo-archive"
+HOURS_PER_DAY = 24
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+_FIELDS = 2 + len(VARIABLES)
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECONDS_PER_HOUR = 3_600_000_000
+
+
+@dataclass(frozen=True)
+class DayLoad:
+    """What one load wrote for one day."""
+
+    day: date
+    row_count: int
+    checksum: str
+
+
+def copy_buffer(batch: Observations) -> bytes:
+    """The rows of one batch as a binary COPY body (without header and trailer).
+
+    Rows without nulls are laid out by numpy in one pass; the few rows with a null
+    (recent hours the archive has not filled yet) are packed one by one.
+    """
+    hours = batch.values.shape[1]
+    first_hour = int((batch.window.start - _PG_EPOCH).total_seconds()) * 1_000_000
+    timestamps = first_hour + np.arange(hours, dtype=np.int64) * _MICROSECONDS_PER_HOUR
+    parts = []
+    for location_id, values in zip(batch.location_ids, batch.values, strict=True):
+        key = location_id.encode()
+        complete = ~np.isnan(values).any(axis=1)
+        rows = np.empty(int(complete.sum()), dtype=_row_dtype(len(key)))
+        rows["fields"] = _FIELDS
+        rows["key_len"] = len(key)
+        rows["key"] = key
+        rows["ts_len"] = 8
+        rows["ts"] = timestamps[complete]
+        for position, variable in enumerate(VARIABLES):
+            rows[f"{variable}_len"] = 8
+            rows[variable] = values[complete, position]
+        parts.append(rows.tobytes())
+        for hour in np.flatnonzero(~complete):
+            parts.append(_pack_row(key, int(timestamps[hour]), values[hour]))
+    return b"".join(parts)
+
+
+@cache
+def _row_dtype(key_length: int) -> np.dtype:
+    fields = [("fields", ">i2"), ("key_len", ">i4"), ("key", f"S{key_length}"), ("ts_len", ">i4"), ("ts", ">i8")]
+    for variable in VARIABLES:
+        fields += [(f"{variable}_len", ">i4"), (variable, ">f8")]
+    return np.dtype(fields)  # packed: no alignment padding, exactly the COPY layout
+
+
+def _pack_row(key: bytes, timestamp: int, values: np.ndarray) -> bytes:
+    parts = [struct.pack(f">hi{len(key)}siq", _FIELDS, len(key), key, 8, timestamp)]
+    for value in values.tolist():
+        parts.append(struct.pack(">i", -1) if value != value else struct.pack(">id", 8, value))
+    return b"".join(parts)
+
+
+def day_checksums(window: Window, batches: Sequence[Observations]) -> list[DayLoad]:
+    """Per-day row counts and content checksums, independent of how locations were batched.
+
+    The checksum covers the location ids and every value (NaN for null) in location and
+    hour order, so the same data gives the same checksum in a daily run and a backfill.
+    """
+    ids = b"\0".join(location_id.encode() for batch in batches for location_id in batch.location_ids)
+    loads = []
+    for index, day in enumerate(window.days):
+        digest = hashlib.sha256(ids + b"\0\0")
+        hours = slice(index * HOURS_PER_DAY, (index + 1) * HOURS_PER_DAY)
+        rows = 0
+        for batch in batches:
+            day_values = np.ascontiguousarray(batch.values[:, hours, :], dtype="<f8")
+            digest.update(day_values.tobytes())
+            rows += day_values.shape[0] * day_values.shape[1]
+        loads.append(DayLoad(day, rows, digest.hexdigest()))
+    return loads
+
+
+def check_complete(window: Window, locations: Sequence[Location], batches: Sequence[Observations]) -> None:
+    """Refuse to replace a window with anything but every location for every hour of it."""
+    expected = tuple(location.location_id for location in locations)
+    got = tuple(location_id for batch in batches for location_id in batch.location_ids)
+    if got != expected:
+        missing = sorted(set(expected) - set(got))
+        raise ValueError(f"observations for window {window} lack locations {missing[:5]} (or are out of order)")
+    for batch in batches:
+        if batch.window != window:
+            raise ValueError(f"observations for window {batch.window} given to a load of window {window}")
+
+
+def replace_window(
+    conn: psycopg.Connection,
+    window: Window,
+    locations: Sequence[Location],
+    batches: Sequence[Observations],
+    flow_run_id: str | None,
+) -> list[DayLoad]:
+    """Replace every row of `window` and record each day in the ledger, in one transaction.
+
+    A failure anywhere rolls back to the previous state of the window.
+    """
+    check_complete(window, locations, batches)
+    loads = day_checksums(window, batches)
+    with conn.transaction():
+        # Only this transaction's commit is deferred; a crash loses it whole, never part of it.
+        conn.execute("set local synchronous_commit = off")
+        conn.execute(query("lock_days"), {"days": window.days})
+        conn.execute(query("delete_window"), {"start": window.start, "end": window.end})
+        with conn.cursor() as cursor, cursor.copy(query("copy_hourly_weather")) as copy:
+            copy.write(_COPY_HEADER)
+            for batch in batches:
+                copy.write(copy_buffer(batch))
+            copy.write(_COPY_TRAILER)
+        conn.execute(
+            query("record_success"),
+            {
+                "source": SOURCE,
+                "days": [load.day for load in loads],
+                "row_counts": [load.row_count for load in loads],
+                "checksums": [load.checksum for load in loads],
+                "flow_run_id": flow_run_id,
+            },
+        )
+    return loads
+
+
+def record_failure(conn: psycopg.Connection, days: Sequence[date], error: str, flow_run_id: str | None) -> None:
+    """Mark days whose load failed; what the last successful load wrote stays in place."""
+    with conn.transaction():
+        conn.execute(
+            query("record_failure"),
+            {"source": SOURCE, "days": list(days), "error": error[:2000], "flow_run_id": flow_run_id},
+        )
+
+
+def replace_locations(conn: psycopg.Connection, locations: Sequence[Location]) -> int:
+    """Replace `raw.locations` with the locations file, in one transaction."""
+    with conn.transaction():
+        conn.execute(query("replace_locations"))
+        with conn.cursor() as cursor, cursor.copy(query("copy_locations")) as copy:
+            for location in locations:
+                copy.write_row((location.location_id, location.name, location.latitude, location.longitude))
+    return len(locations)

@@ -1,0 +1,83 @@
+"""Notifications: the webhook contract, Standard Webhooks signing, and delivery that never raises."""
+
+import base64
+import hashlib
+import hmac
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+import orjson
+
+RUN_SUCCEEDED = "pipeline.run.succeeded"
+RUN_FAILED = "pipeline.run.failed"
+RUN_LATE = "pipeline.run.late"
+BACKFILL_COMPLETED = "pipeline.backfill.completed"
+EVENT_TYPES = (RUN_SUCCEEDED, RUN_FAILED, RUN_LATE, BACKFILL_COMPLETED)
+
+logger = logging.getLogger("pipeline.notify")
+
+
+def build_event(event_type: str, data: dict, now: datetime) -> dict:
+    """The JSON document every notification sends."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown notification type {event_type!r}, expected one of {EVENT_TYPES}")
+    return {"type": event_type, "timestamp": now.astimezone(UTC).isoformat(), "data": data}
+
+
+def message_id(event_type: str, key: str) -> str:
+    """A stable id for one event: deliveries and re-sends of it carry the same `webhook-id`."""
+    return "msg_" + uuid.uuid5(uuid.NAMESPACE_URL, f"{event_type}/{key}").hex
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """`webhook-signature` per Standard Webhooks: v1,base64(HMAC-SHA256(key, "{id}.{ts}.{body}"))."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def signed_headers(secret: str | None, msg_id: str, body: bytes, now: float) -> dict[str, str]:
+    timestamp = int(now)
+    headers = {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(timestamp)}
+    if secret:
+        headers["webhook-signature"] = sign(secret, msg_id, timestamp, body)
+    return headers
+
+
+def deliver(
+    url: str,
+    event: dict,
+    msg_id: str,
+    secret: str | None = None,
+    attempts: int = 3,
+    timeout: float = 10.0,
+    backoff: float = 1.0,
+) -> bool:
+    """POST an event, retrying 5xx and network errors with the same id; returns whether it was accepted.
+
+    Never raises: a notification failure must not change the outcome of the run it reports.
+    """
+    body = orjson.dumps(event)
+    for attempt in range(1, attempts + 1):
+        headers = signed_headers(secret, msg_id, body, time.time())
+        try:
+            response = httpx.post(url, content=body, headers=headers, timeout=timeout)
+        except httpx.HTTPError as exc:
+            outcome = type(exc).__name__
+        except Exception as exc:  # a bad URL, say: report it, never raise into the pipeline
+            logger.warning("notification %s %s not sent: %s", event["type"], msg_id, type(exc).__name__)
+            return False
+        else:
+            if response.status_code < 300:
+                return True
+            outcome = f"HTTP {response.status_code}"
+            if response.status_code < 500 and response.status_code != 429:
+                break
+        if attempt < attempts:
+            time.sleep(backoff * 2 ** (attempt - 1))
+    # The URL may hold a token: log the event and the outcome, never the URL.
+    logger.warning("notification %s %s not delivered: %s", event["type"], msg_id, outcome)
+    return False

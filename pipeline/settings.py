@@ -1,0 +1,40 @@
+"""Run-time settings, read from `PIPELINE_*` environment variables."""
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_LOCATIONS_FILE = Path(__file__).resolve().parent / "data" / "locations.csv"
+
+
+class Settings(BaseSettings):
+    """Everything a run needs that is not a flow parameter.
+
+    Construct it when a run starts (`Settings()`), never at import time, so a deployment
+    and a test can each point it somewhere else.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PIPELINE_", extra="ignore")
+
+    # None means "the embedded local Postgres" (see pipeline.embedded).
+    database_url: SecretStr | None = None
+    source_url: str = "https://archive-api.open-meteo.com"
+    locations_file: Path = DEFAULT_LOCATIONS_FILE
+    webhook_url: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+
+    lookback_days: int = 5
+    # Name of a Prefect global concurrency limit with slot decay (created by the deploy
+    # step); empty disables rate limiting, e.g. for the local source server.
+    source_rate_limit: str = "open-meteo-api"
+    locations_per_request: int = 100
+    http_timeout_seconds: float = 30.0
+    fetch_retries: int = 5
+    # First retry delay; later ones double (Prefect's exponential_backoff), plus jitter.
+    fetch_retry_base_seconds: float = 2.0
+    # Embedded Postgres data directory, used only when database_url is unset.
+    data_dir: Path = PROJECT_ROOT / ".local"
+    dbt_project_dir: Path = PROJECT_ROOT / "dbt_project"
+    ui_url: str | None = None

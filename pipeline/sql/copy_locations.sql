@@ -1,0 +1,1 @@
+copy raw.locations (location_id, name, latitude, longitude) from stdin

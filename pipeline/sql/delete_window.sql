@@ -1,0 +1,2 @@
+delete from raw.hourly_weather
+where observed_at >= %(start)s and observed_at < %(end)s

@@ -1,0 +1,13 @@
+insert into ops.load_ledger as l (
+    source, day, status, row_count, checksum, flow_run_id, loaded_at, attempted_at, error
+)
+select %(source)s, day, 'succeeded', row_count, checksum, %(flow_run_id)s, now(), now(), null
+from unnest(%(days)s::date[], %(row_counts)s::integer[], %(checksums)s::text[]) as d (day, row_count, checksum)
+on conflict (source, day) do update set
+    status = excluded.status,
+    row_count = excluded.row_count,
+    checksum = excluded.checksum,
+    flow_run_id = excluded.flow_run_id,
+    loaded_at = excluded.loaded_at,
+    attempted_at = excluded.attempted_at,
+    error = null

