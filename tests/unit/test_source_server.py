@@ -1,0 +1,213 @@
+"""The local archive server's data and fault plans, without HTTP."""
+
+import random
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import numpy as np
+import orjson
+import pytest
+
+from pipeline.source_server import (
+    VARIABLES,
+    ArchiveQuery,
+    FaultPlan,
+    archive_objects,
+    encode_archive,
+    generate,
+)
+
+
+def _column(answer: dict, name: str) -> np.ndarray:
+    return np.asarray(answer["hourly"][name])
+
+
+def test_generate_same_input_same_output():
+    first = generate(52.52, 13.41, date(2024, 3, 1), date(2024, 3, 31), VARIABLES)
+    second = generate(52.52, 13.41, date(2024, 3, 1), date(2024, 3, 31), VARIABLES)
+    option = orjson.OPT_SERIALIZE_NUMPY
+    assert orjson.dumps(first, option=option) == orjson.dumps(second, option=option)
+
+
+def test_generate_hour_independent_of_range():
+    month = generate(-33.92, 18.42, "2024-03-01", "2024-03-31", VARIABLES)
+    day = generate(-33.92, 18.42, "2024-03-09", "2024-03-09", VARIABLES)
+    offset = 8 * 24
+    assert month["hourly"]["time"][offset : offset + 24] == day["hourly"]["time"]
+    for name in VARIABLES:
+        assert _column(month, name)[offset : offset + 24].tolist() == _column(day, name).tolist()
+
+
+def test_archive_objects_location_independent_of_others():
+    latitudes, longitudes = (64.15, 0.0, -45.3), (-21.94, 100.1, 170.6)
+    query = ArchiveQuery(latitudes, longitudes, date(2023, 12, 30), date(2024, 1, 2), VARIABLES)
+    together = list(archive_objects(query))
+    for index, (latitude, longitude) in enumerate(zip(latitudes, longitudes, strict=True)):
+        alone = generate(latitude, longitude, date(2023, 12, 30), date(2024, 1, 2), VARIABLES)
+        for name in VARIABLES:
+            assert _column(together[index], name).tolist() == _column(alone, name).tolist()
+
+
+def test_generate_timestamps_24_per_day():
+    answer = generate(10.0, 10.0, date(2024, 2, 28), date(2024, 3, 1), ("temperature_2m",))
+    start = datetime(2024, 2, 28)
+    expected = [(start + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M") for h in range(72)]
+    assert answer["hourly"]["time"] == expected
+    assert len(answer["hourly"]["temperature_2m"]) == 72
+
+
+def test_generate_snaps_to_grid_centre():
+    answer = generate(52.52, 13.41, "2024-03-09", "2024-03-09", ("temperature_2m",))
+    assert (answer["latitude"], answer["longitude"]) == (52.5, 13.5)
+    same_cell = generate(52.45, 13.55, "2024-03-09", "2024-03-09", ("temperature_2m",))
+    assert (same_cell["latitude"], same_cell["longitude"]) == (52.5, 13.5)
+    assert same_cell["elevation"] == answer["elevation"]
+    assert _column(same_cell, "temperature_2m").tolist() == _column(answer, "temperature_2m").tolist()
+    south = generate(-33.9249, 18.4241, "2024-03-09", "2024-03-09", ())
+    assert (south["latitude"], south["longitude"]) == (-34.0, 18.5)
+
+
+def test_generate_describes_units_and_metadata():
+    answer = generate(0.1, 0.1, "2024-03-09", "2024-03-09", ("precipitation", "cloud_cover"))
+    assert answer["hourly_units"] == {"time": "iso8601", "precipitation": "mm", "cloud_cover": "%"}
+    assert list(answer["hourly"]) == ["time", "precipitation", "cloud_cover"]
+    assert answer["timezone"] == answer["timezone_abbreviation"] == "GMT"
+    assert answer["utc_offset_seconds"] == 0
+    assert isinstance(answer["elevation"], float) and isinstance(answer["generationtime_ms"], float)
+
+
+@pytest.mark.parametrize("latitude", [-75.0, -33.9, 0.0, 45.0, 70.0])
+def test_generate_plausible_over_a_year(latitude):
+    answer = generate(latitude, 25.0, date(2023, 1, 1), date(2023, 12, 31), VARIABLES)
+    column = {name: _column(answer, name) for name in VARIABLES}
+    temperature = column["temperature_2m"]
+    assert len(temperature) == 8760
+    assert -60 <= temperature.min() and temperature.max() <= 55
+    assert (column["dew_point_2m"] <= temperature).all()
+    for name in ("relative_humidity_2m", "cloud_cover", "wind_direction_10m"):
+        assert column[name].dtype.kind == "i"
+    assert 0 <= column["relative_humidity_2m"].min() and column["relative_humidity_2m"].max() <= 100
+    assert 0 <= column["cloud_cover"].min() and column["cloud_cover"].max() <= 100
+    assert 0 <= column["wind_direction_10m"].min() and column["wind_direction_10m"].max() <= 360
+    assert 0 <= column["wind_speed_10m"].min() and column["wind_speed_10m"].max() <= 150
+    precipitation = column["precipitation"]
+    assert precipitation.min() >= 0 and (precipitation == 0).mean() > 0.6
+    sea_level = column["surface_pressure"] * np.exp(answer["elevation"] / 8434.0)
+    assert 950 <= sea_level.min() and sea_level.max() <= 1050
+    for name in ("temperature_2m", "dew_point_2m", "precipitation", "surface_pressure", "wind_speed_10m"):
+        assert np.array_equal(np.round(column[name], 1), column[name])
+
+
+def test_generate_seasons_invert_between_hemispheres():
+    def mean_temperature(latitude: float, month: int) -> float:
+        answer = generate(latitude, 0.0, date(2023, month, 1), date(2023, month, 28), ("temperature_2m",))
+        return float(_column(answer, "temperature_2m").mean())
+
+    assert mean_temperature(50.0, 7) > mean_temperature(50.0, 1) + 10
+    assert mean_temperature(-50.0, 1) > mean_temperature(-50.0, 7) + 10
+
+
+def test_generate_afternoon_warmer_than_night_in_local_time():
+    # At 90°E local solar time runs six hours ahead of UTC: 15:00 local is 09:00 UTC.
+    answer = generate(20.0, 90.0, date(2023, 6, 1), date(2023, 6, 30), ("temperature_2m",))
+    by_hour = _column(answer, "temperature_2m").reshape(30, 24).mean(axis=0)
+    assert by_hour.argmax() in (8, 9, 10)
+    assert by_hour[9] > by_hour[21] + 3
+
+
+def test_generate_rejects_unknown_variable():
+    with pytest.raises(ValueError, match="foo"):
+        generate(0.0, 0.0, "2024-03-09", "2024-03-09", ("temperature_2m", "foo"))
+
+
+def test_encode_archive_object_for_one_location_array_for_several():
+    one = ArchiveQuery((1.0,), (2.0,), date(2024, 3, 9), date(2024, 3, 9), ("temperature_2m",))
+    two = ArchiveQuery((1.0, 3.0), (2.0, 4.0), date(2024, 3, 9), date(2024, 3, 9), ("temperature_2m",))
+    assert isinstance(orjson.loads(encode_archive(one)), dict)
+    assert [answer["latitude"] for answer in orjson.loads(encode_archive(two))] == [1.0, 3.0]
+
+
+def test_encode_archive_nulls_from_first_null_hour():
+    query = ArchiveQuery((1.0,), (2.0,), date(2024, 3, 9), date(2024, 3, 10), ("cloud_cover", "precipitation"))
+    first_null_hour = int(datetime(2024, 3, 10, 5, tzinfo=UTC).timestamp()) // 3600
+    hourly = orjson.loads(encode_archive(query, first_null_hour))["hourly"]
+    for name in ("cloud_cover", "precipitation"):
+        assert all(value is not None for value in hourly[name][:29])
+        assert hourly[name][29:] == [None] * 19
+
+
+def test_fault_plan_parse_reads_every_setting():
+    plan = FaultPlan.parse(
+        "server_error=0.2, rate_limited=0.1,daily_limit=0.05,slow=0.05,slow_seconds=2,malformed=0.01,"
+        "unequal=0.02,reset=0.03,recent_null_hours=72,available_until=2024-03-10T06:00:00+02:00,seed=7"
+    )
+    assert plan == FaultPlan(
+        server_error=0.2,
+        rate_limited=0.1,
+        daily_limit=0.05,
+        slow=0.05,
+        slow_seconds=2.0,
+        malformed=0.01,
+        unequal=0.02,
+        reset=0.03,
+        recent_null_hours=72,
+        available_until=datetime(2024, 3, 10, 4, tzinfo=UTC),
+        seed=7,
+    )
+
+
+def test_fault_plan_parse_empty_means_no_faults():
+    assert FaultPlan.parse("") == FaultPlan.parse(" , ") == FaultPlan()
+
+
+def test_fault_plan_parse_naive_available_until_is_utc():
+    plan = FaultPlan.parse("available_until=2024-03-10T06:00")
+    assert plan.available_until == datetime(2024, 3, 10, 6, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("bogus=1", "bogus"),
+        ("slow=abc", "slow: 'abc'"),
+        ("server_error=1.5", "server_error"),
+        ("server_error=nan", "server_error"),
+        ("server_error", "not key=value"),
+        ("seed=1.5", "seed"),
+        ("recent_null_hours=-1", "recent_null_hours"),
+        ("available_until=yesterday", "available_until"),
+        ("slow=0.1,slow=0.2", "twice"),
+        ("server_error=0.7,reset=0.5", "add up to 1.2"),
+    ],
+)
+def test_fault_plan_parse_rejects_bad_settings(text, message):
+    with pytest.raises(ValueError, match=message):
+        FaultPlan.parse(text)
+
+
+def test_fault_plan_rejects_naive_available_until():
+    with pytest.raises(ValueError, match="available_until"):
+        FaultPlan(available_until=datetime(2024, 3, 10))
+
+
+def test_fault_plan_from_env_reads_variable(monkeypatch):
+    monkeypatch.setenv("PIPELINE_SOURCE_FAULTS", "rate_limited=0.5,seed=3")
+    assert FaultPlan.from_env() == FaultPlan(rate_limited=0.5, seed=3)
+    monkeypatch.delenv("PIPELINE_SOURCE_FAULTS")
+    assert FaultPlan.from_env() == FaultPlan()
+
+
+def test_fault_plan_pick_follows_rates():
+    plan = FaultPlan(server_error=0.2, rate_limited=0.1, reset=0.05, seed=1)
+    rng = random.Random(plan.seed)
+    picks = [plan.pick(rng) for _ in range(20_000)]
+    assert abs(picks.count("server_error") / len(picks) - 0.2) < 0.02
+    assert abs(picks.count("rate_limited") / len(picks) - 0.1) < 0.015
+    assert abs(picks.count("reset") / len(picks) - 0.05) < 0.01
+    assert abs(picks.count(None) / len(picks) - 0.65) < 0.02
+
+
+def test_fault_plan_first_null_hour_counts_back_from_available_until():
+    until = datetime(2024, 3, 10, 6, 30, tzinfo=timezone(timedelta(hours=1)))
+    plan = FaultPlan(available_until=until, recent_null_hours=3)
+    assert plan.first_null_hour() == int(datetime(2024, 3, 10, 3, tzinfo=UTC).timestamp()) // 3600
+    assert FaultPlan(recent_null_hours=3).first_null_hour() is None
