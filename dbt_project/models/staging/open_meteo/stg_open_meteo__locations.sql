@@ -1,0 +1,21 @@
+with
+
+source as (
+
+    select * from {{ source('open_meteo', 'locations') }}
+
+),
+
+final as (
+
+    select
+        location_id,
+        name as location_name,
+        latitude,
+        longitude,
+        _loaded_at
+    from source
+
+)
+
+select * from final
