@@ -1,11 +1,11 @@
-"""The `pipeline` command: run the daily flow, a demo, or the local source server."""
+"""The `pipeline` command: daily runs, backfills, gaps, a demo, and the local source server."""
 
 import argparse
 import logging
 import os
 import sys
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from prefect.settings import (
     PREFECT_SERVER_ANALYTICS_ENABLED,
@@ -13,11 +13,13 @@ from prefect.settings import (
     temporary_settings,
 )
 
+from flows.backfill import backfill_weather
 from flows.daily import daily_weather
-from pipeline import source_server, warehouse
+from pipeline import load, source_server, warehouse
+from pipeline.backfill import MODES, consecutive_runs, gaps
 from pipeline.runs import warehouse_dsn
 from pipeline.settings import Settings
-from pipeline.window import check_not_future, parse_day
+from pipeline.window import Window, check_not_future, parse_day
 
 # A fresh PREFECT_HOME takes ~24 s to migrate its first temporary server, past Prefect's 20 s default.
 EPHEMERAL_STARTUP_SECONDS = 180
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _past_day(value: str) -> date:
     try:
-        return check_not_future(parse_day(value, "--date"), datetime.now(UTC).date(), "--date")
+        # argparse prefixes the option's name: "argument --start: date '2024-02-30' is not …".
+        return check_not_future(parse_day(value, "date"), datetime.now(UTC).date(), "date")
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -65,6 +68,23 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the pipeline end to end on a local Postgres and source server")
     demo.add_argument("--date", type=_past_day, help="logical date YYYY-MM-DD (default: yesterday, UTC)")
     demo.set_defaults(handler=cmd_demo)
+
+    backfill = commands.add_parser("backfill", help="load an inclusive range of logical dates")
+    backfill.add_argument("--start", required=True, type=_past_day, help="first logical date, YYYY-MM-DD")
+    backfill.add_argument("--end", required=True, type=_past_day, help="last logical date, YYYY-MM-DD")
+    backfill.add_argument(
+        "--reprocess",
+        choices=MODES,
+        default="missing",
+        help="missing: days never loaded (default); failed: also days whose last attempt failed; all: every day",
+    )
+    backfill.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    backfill.add_argument("--yes", action="store_true", help="allow a range longer than PIPELINE_BACKFILL_MAX_DAYS")
+    backfill.set_defaults(handler=cmd_backfill)
+
+    gaps_command = commands.add_parser("gaps", help="days the daily schedule should have loaded but did not")
+    gaps_command.add_argument("--since", type=_past_day, help="first logical date to check (default: 30 days ago)")
+    gaps_command.set_defaults(handler=cmd_gaps)
 
     source = commands.add_parser("source", help="the local Open-Meteo-compatible API").add_subparsers()
     serve = source.add_parser("serve", help="serve the archive API on this machine")
@@ -84,9 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run_daily(day: date | None, say: Callable[[str], None]) -> int:
     state = daily_weather(logical_date=day, return_state=True)
     if not state.is_completed():
-        result = state.result(raise_on_failure=False)
-        reason = str(result).strip().splitlines()[0] if isinstance(result, BaseException) else state.message
-        print(f"pipeline run failed: {reason}", file=sys.stderr)
+        print(f"pipeline run failed: {_reason(state)}", file=sys.stderr)
         return 1
     summary = state.result()
     say(
@@ -95,6 +113,58 @@ def _run_daily(day: date | None, say: Callable[[str], None]) -> int:
         f"dbt tests {summary['dbt_tests']['counts']}"
     )
     return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    settings = Settings()
+    if args.end < args.start:
+        raise ValueError(f"--end {args.end} is before --start {args.start}")
+    days = (args.end - args.start).days + 1
+    if days > settings.backfill_max_days and not args.yes:
+        raise ValueError(
+            f"--start {args.start} --end {args.end} is {days} days, more than PIPELINE_BACKFILL_MAX_DAYS="
+            f"{settings.backfill_max_days}: pass --yes if you mean it"
+        )
+    state = backfill_weather(
+        start_date=args.start, end_date=args.end, reprocess=args.reprocess, dry_run=args.dry_run, return_state=True
+    )
+    if not state.is_completed():
+        print(f"pipeline backfill failed: {_reason(state)}", file=sys.stderr)
+        return 1
+    summary = state.result()
+    print(summary["plan"])
+    if not args.dry_run:
+        print(
+            f"pipeline backfill succeeded: {summary['days_planned']} days loaded, {summary['rows_loaded']:,} rows, "
+            f"{summary['checksums_changed']} days changed, dbt tests {(summary['dbt_tests'] or {}).get('counts')}"
+        )
+    return 0
+
+
+def cmd_gaps(args: argparse.Namespace) -> int:
+    settings = Settings()
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    since = args.since or yesterday - timedelta(days=29)
+    expected = Window(since, yesterday)
+    with warehouse.connect(warehouse_dsn(settings).get_secret_value()) as conn:
+        warehouse.migrate(conn)
+        missing, failed = gaps(expected, load.ledger_status(conn, expected))
+    print(f"checked {expected} ({len(expected)} logical dates)")
+    print(f"missing: {_days(missing)}")
+    print(f"failed:  {_days(failed)}")
+    for run in consecutive_runs(missing + failed):
+        reprocess = " --reprocess failed" if set(run.days) & set(failed) else ""
+        print(f"  pipeline backfill --start {run.first} --end {run.last}{reprocess}")
+    return 1 if missing or failed else 0
+
+
+def _days(days: list[date]) -> str:
+    return ", ".join(str(run) for run in consecutive_runs(days)) or "none"
+
+
+def _reason(state) -> str:
+    result = state.result(raise_on_failure=False)
+    return str(result).strip().splitlines()[0] if isinstance(result, BaseException) else str(state.message)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

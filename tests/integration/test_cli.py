@@ -1,0 +1,82 @@
+"""The `pipeline` command: bad input exits non-zero with one clear line; the demo runs from nothing."""
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pipeline.cli import main
+
+
+def raw_schema_exists(database_url) -> bool:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("select exists (select from pg_namespace where nspname = 'raw')").fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2024-02-30", "argument --date: date '2024-02-30' is not a valid date: expected YYYY-MM-DD"),
+        ("2024-13-01", "argument --date: date '2024-13-01' is not a valid date"),
+        ("", "argument --date: date '' is not a valid date"),
+        (str(datetime.now(UTC).date()), "is not in the past"),
+        (str(datetime.now(UTC).date() + timedelta(days=30)), "is not in the past"),
+    ],
+)
+def test_run_rejects_a_bad_date_before_doing_anything(pipeline_env, capsys, value, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--date", value])
+
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not raw_schema_exists(pipeline_env)
+
+
+def test_run_with_an_unreadable_locations_file_fails_with_one_line_and_writes_nothing(
+    pipeline_env, monkeypatch, capsys, tmp_path
+):
+    monkeypatch.setenv("PIPELINE_LOCATIONS_FILE", str(tmp_path / "nowhere.csv"))
+
+    assert main(["run", "--date", "2024-03-09"]) == 1
+
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("pipeline run failed: prepare failed for 2024-03-04..2024-03-09: locations file")
+    assert "nowhere.csv: cannot be read" in err
+    assert not raw_schema_exists(pipeline_env)
+
+
+def test_run_with_a_dsn_that_does_not_connect_names_the_server_but_not_the_password(pipeline_env, monkeypatch, capsys):
+    monkeypatch.setenv("PIPELINE_DATABASE_URL", "postgresql://etl:hunter2@127.0.0.1:1/warehouse")
+
+    assert main(["run", "--date", "2024-03-09"]) == 1
+
+    err = capsys.readouterr().err
+    assert "cannot connect to the warehouse at etl@127.0.0.1:1/warehouse" in err
+    assert "hunter2" not in err
+
+
+def test_run_succeeds_and_says_what_it_did(pipeline_env, capsys):
+    assert main(["run", "--date", "2024-03-09"]) == 0
+
+    out = capsys.readouterr().out
+    assert "pipeline run succeeded: logical date 2024-03-09, window 2024-03-04..2024-03-09, 720 rows loaded" in out
+
+
+def test_demo_runs_end_to_end_on_a_fresh_machine(tmp_path):
+    """The quickstart: no Prefect server, a fresh Prefect home, no warehouse, no source configured."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "PREFECT_"))}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PIPELINE_DATA_DIR": str(tmp_path / "data")}
+    pipeline = Path(sys.executable).with_name("pipeline")
+
+    result = subprocess.run(
+        [str(pipeline), "demo", "--date", "2024-03-09"], env=env, capture_output=True, text=True, timeout=400
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "pipeline run succeeded: logical date 2024-03-09" in result.stdout
+    assert "Amsterdam" in result.stdout
+    assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()

@@ -1,0 +1,208 @@
+"""The daily flow end to end: real Postgres, real HTTP to the local source server, real dbt."""
+
+import shutil
+from datetime import date, timedelta
+
+import httpx
+import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from flows.daily import daily_weather
+from pipeline import warehouse
+from pipeline.extract import VARIABLES
+from pipeline.locations import read_locations
+from pipeline.settings import PROJECT_ROOT
+from pipeline.source_server import FaultPlan
+
+DAY = date(2024, 3, 9)
+LOCATION_COUNT = 5
+
+
+def run(logical_date=DAY, lookback_days=0):
+    return daily_weather(logical_date=logical_date, lookback_days=lookback_days, return_state=True)
+
+
+def failure_message(state) -> str:
+    return str(state.result(raise_on_failure=False))
+
+
+def task_runs(state) -> set[str]:
+    """Names of the task runs of a flow run, as the Prefect server recorded them."""
+    flow_run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+    with get_client(sync_client=True) as client:
+        return {run.name for run in client.read_task_runs(flow_run_filter=flow_run_filter)}
+
+
+def ran(state, prefix: str) -> bool:
+    return any(name.startswith(prefix) for name in task_runs(state))
+
+
+def checksums(db, table="raw"):
+    return warehouse.day_checksums(db, table)
+
+
+def test_daily_run_loads_every_hour_of_every_location_as_the_source_sent_it(pipeline_env, db, source, locations_file):
+    state = run()
+
+    assert state.is_completed(), failure_message(state)
+    assert db.execute("select count(*) from raw.hourly_weather").fetchone()[0] == LOCATION_COUNT * 24
+    assert db.execute("select count(*) from marts.fct_daily_weather").fetchone()[0] == LOCATION_COUNT
+    assert db.execute("select count(*) from marts.dim_locations").fetchone()[0] == LOCATION_COUNT
+    # What the source sent, asked for independently of the pipeline, one location at a time.
+    for location in read_locations(locations_file):
+        answer = httpx.get(
+            f"{source.url}/v1/archive",
+            params={
+                "latitude": location.latitude,
+                "longitude": location.longitude,
+                "start_date": str(DAY),
+                "end_date": str(DAY),
+                "hourly": ",".join(VARIABLES),
+                "timezone": "UTC",
+            },
+        ).json()["hourly"]
+        stored = db.execute(
+            f"select {', '.join(VARIABLES)} from raw.hourly_weather where location_id = %s order by observed_at",
+            [location.location_id],
+        ).fetchall()
+        assert [list(row) for row in stored] == [
+            list(hour) for hour in zip(*(answer[v] for v in VARIABLES), strict=True)
+        ]
+        t_min, t_max, precipitation = db.execute(
+            "select temperature_2m_min, temperature_2m_max, precipitation_sum from marts.fct_daily_weather"
+            " where location_id = %s and weather_date = %s",
+            [location.location_id, DAY],
+        ).fetchone()
+        assert (t_min, t_max) == (min(answer["temperature_2m"]), max(answer["temperature_2m"]))
+        assert precipitation == pytest.approx(sum(answer["precipitation"]), abs=1e-9)
+    ledger = db.execute("select day, status, row_count from ops.load_ledger").fetchall()
+    assert ledger == [(DAY, "succeeded", LOCATION_COUNT * 24)]
+    assert state.result()["rows_loaded"] == LOCATION_COUNT * 24
+
+
+def test_daily_run_is_idempotent_over_reruns_and_overlapping_windows(pipeline_env, db):
+    assert run(lookback_days=1).is_completed()
+    first_raw, first_mart = checksums(db), checksums(db, "mart")
+    ledger = db.execute("select day, row_count, checksum from ops.load_ledger order by day").fetchall()
+
+    assert run(lookback_days=1).is_completed()
+    assert checksums(db) == first_raw
+    assert checksums(db, "mart") == first_mart
+
+    # The next day's run re-fetches DAY as lookback: same rows for DAY, one new day.
+    assert run(DAY + timedelta(days=1), lookback_days=2).is_completed()
+    after = checksums(db)
+    assert {day: after[day] for day in first_raw} == first_raw
+    assert sorted(after) == [DAY - timedelta(days=1), DAY, DAY + timedelta(days=1)]
+    assert all(count == keys == LOCATION_COUNT * 24 for count, keys, _ in after.values())
+    assert db.execute(
+        "select count(*) = count(distinct (location_id, observed_at)) from raw.hourly_weather"
+    ).fetchone()[0]
+    again = db.execute("select day, row_count, checksum from ops.load_ledger where day <= %s order by day", [DAY])
+    assert again.fetchall()[-2:] == ledger
+
+
+def test_transient_faults_at_a_high_rate_converge_to_the_clean_result(pipeline_env, db, source):
+    assert run(lookback_days=2).is_completed()
+    clean_raw, clean_mart = checksums(db), checksums(db, "mart")
+    db.execute("drop schema raw, ops, staging, marts cascade")
+
+    source.faults = FaultPlan(server_error=0.25, rate_limited=0.15, slow=0.1, slow_seconds=2.5, reset=0.1, seed=11)
+    state = run(lookback_days=2)
+
+    assert state.is_completed(), failure_message(state)
+    assert sum(source.faults_injected.values()) > 0
+    assert checksums(db) == clean_raw
+    assert checksums(db, "mart") == clean_mart
+
+
+def test_a_400_fails_at_once_with_the_api_reason(pipeline_env, db, source):
+    state = run(date(1939, 12, 31))
+
+    assert state.is_failed()
+    message = failure_message(state)
+    assert message.startswith("extract failed for 1939-12-31: source API answered HTTP 400")
+    assert "start_date" in message
+    assert source.requests == 3  # one request per batch of 2 locations, none retried
+    assert db.execute("select status from ops.load_ledger").fetchall() == [("failed",)]
+
+
+@pytest.mark.parametrize(
+    ("faults", "expected"),
+    [
+        (FaultPlan(malformed=1.0), "invalid JSON"),
+        (FaultPlan(unequal=1.0), "values, expected 24"),
+        (FaultPlan(daily_limit=1.0), "Daily API request limit exceeded"),
+    ],
+    ids=["malformed-json", "unequal-arrays", "daily-quota"],
+)
+def test_a_bad_source_fails_extract_and_keeps_the_days_previous_rows(pipeline_env, db, source, faults, expected):
+    assert run().is_completed()
+    before_raw, before_mart = checksums(db), checksums(db, "mart")
+    source.faults = faults
+
+    state = run()
+
+    assert state.is_failed()
+    assert failure_message(state).startswith(f"extract failed for {DAY}: source API")
+    assert expected in failure_message(state)
+    assert checksums(db) == before_raw
+    assert checksums(db, "mart") == before_mart
+    status, row_count, error = db.execute("select status, row_count, error from ops.load_ledger").fetchone()
+    assert (status, row_count) == ("failed", LOCATION_COUNT * 24)
+    assert expected in error
+    assert not ran(state, "load-observations")
+    assert not ran(state, "dbt-")
+
+
+def test_a_failed_load_rolls_back_and_runs_no_dbt(pipeline_env, db):
+    assert run().is_completed()
+    before = checksums(db)
+    # A constraint every new row violates: the COPY fails half-way through the window.
+    db.execute("alter table raw.hourly_weather add constraint no_more_rows check (location_id = 'none') not valid")
+
+    state = run()
+
+    assert state.is_failed()
+    assert failure_message(state).startswith(f"load failed for {DAY}:")
+    assert "no_more_rows" in failure_message(state)
+    assert checksums(db) == before
+    assert ran(state, "load-observations")
+    assert not ran(state, "dbt-")
+
+
+def test_a_failed_dbt_run_skips_dbt_test(pipeline_env, db, tmp_path, monkeypatch):
+    project = shutil.copytree(
+        PROJECT_ROOT / "dbt_project", tmp_path / "dbt_project", ignore=shutil.ignore_patterns("target", "logs")
+    )
+    model = project / "models" / "marts" / "fct_daily_weather.sql"
+    model.write_text(model.read_text().replace("from hourly", "from hourly_typo"))
+    monkeypatch.setenv("PIPELINE_DBT_PROJECT_DIR", str(project))
+
+    state = run()
+
+    assert state.is_failed()
+    assert failure_message(state).startswith(f"dbt run failed for {DAY}: dbt run: ")
+    assert "fct_daily_weather" in failure_message(state)
+    assert db.execute("select count(*) from raw.hourly_weather").fetchone()[0] == LOCATION_COUNT * 24
+    assert {"dbt-run"} <= task_runs(state)
+    assert "dbt-test" not in task_runs(state)
+
+
+def test_a_failing_dbt_test_fails_the_run_naming_the_test(pipeline_env, db):
+    assert run().is_completed()
+    # An implausible reading slips through the source: the mart's range test must catch it.
+    db.execute(
+        "create function raw.spoil() returns trigger language plpgsql as $$"
+        " begin if new.location_id = 'ams' and extract(hour from new.observed_at at time zone 'UTC') = 12"
+        " then new.temperature_2m := 500; end if; return new; end $$"
+    )
+    db.execute("create trigger spoil before insert on raw.hourly_weather for each row execute function raw.spoil()")
+
+    state = run()
+
+    assert state.is_failed()
+    message = failure_message(state)
+    assert message.startswith(f"dbt test failed for {DAY}: dbt test: ")
+    assert "temperature_2m_max" in message

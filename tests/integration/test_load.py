@@ -1,0 +1,114 @@
+"""Loading into the real Postgres: binary COPY, nulls, one transaction per window."""
+
+from datetime import UTC, date, datetime
+
+import numpy as np
+import pytest
+
+from pipeline import load, warehouse
+from pipeline.extract import VARIABLES, Observations
+from pipeline.locations import Location
+from pipeline.window import Window
+
+WINDOW = Window(date(2024, 3, 9), date(2024, 3, 10))
+LOCATIONS = (Location("a", "A", 1.0, 2.0), Location("é;'b", "B", 3.0, 4.0), Location("c", "C", 5.0, 6.0))
+
+
+def observations(locations, offset=0.0, window=WINDOW):
+    hours = len(window) * 24
+    values = (
+        np.arange(len(locations) * hours * len(VARIABLES), dtype=np.float64).reshape(
+            len(locations), hours, len(VARIABLES)
+        )
+        / 10
+        + offset
+    )
+    return Observations(window, tuple(loc.location_id for loc in locations), values)
+
+
+@pytest.fixture
+def conn(db):
+    warehouse.migrate(db)
+    load.replace_locations(db, LOCATIONS)
+    return db
+
+
+def test_replace_window_stores_every_value_and_null(conn):
+    batch = observations(LOCATIONS)
+    batch.values[1, 5, 2] = np.nan
+    batch.values[2, 7, :] = np.nan
+
+    loads = load.replace_window(conn, WINDOW, LOCATIONS, [batch], flow_run_id=None)
+
+    assert [(d.day, d.row_count) for d in loads] == [(date(2024, 3, 9), 72), (date(2024, 3, 10), 72)]
+    rows = conn.execute(
+        f"select location_id, observed_at, {', '.join(VARIABLES)} from raw.hourly_weather order by 1, 2"
+    ).fetchall()
+    assert len(rows) == 3 * 48
+    by_key = {(row[0], row[1]): row[2:] for row in rows}
+    assert by_key[("a", datetime(2024, 3, 9, 3, tzinfo=UTC))] == tuple(batch.values[0, 3])
+    assert by_key[("é;'b", datetime(2024, 3, 9, 5, tzinfo=UTC))][2] is None
+    assert by_key[("é;'b", datetime(2024, 3, 9, 5, tzinfo=UTC))][1] == batch.values[1, 5, 1]
+    assert by_key[("c", datetime(2024, 3, 9, 7, tzinfo=UTC))] == (None,) * len(VARIABLES)
+    assert by_key[("c", datetime(2024, 3, 10, 23, tzinfo=UTC))] == tuple(batch.values[2, 47])
+
+
+def test_day_checksums_do_not_depend_on_batching_or_window_shape(conn):
+    whole = load.day_checksums(WINDOW, [observations(LOCATIONS)])
+    batched = load.day_checksums(WINDOW, [observations(LOCATIONS[:2]), _slice(observations(LOCATIONS), 2)])
+    one_day = Window(date(2024, 3, 10), date(2024, 3, 10))
+    second_day = Observations(one_day, whole_ids(), observations(LOCATIONS).values[:, 24:, :])
+    assert batched == whole
+    assert load.day_checksums(one_day, [second_day]) == whole[1:]
+
+
+def whole_ids():
+    return tuple(loc.location_id for loc in LOCATIONS)
+
+
+def _slice(batch, start):
+    return Observations(batch.window, batch.location_ids[start:], batch.values[start:])
+
+
+def test_replacing_a_window_twice_leaves_one_copy(conn):
+    load.replace_window(conn, WINDOW, LOCATIONS, [observations(LOCATIONS)], None)
+    first = warehouse.day_checksums(conn, "raw")
+    load.replace_window(conn, WINDOW, LOCATIONS, [observations(LOCATIONS)], None)
+    assert warehouse.day_checksums(conn, "raw") == first
+    assert conn.execute(
+        "select count(*), count(distinct (location_id, observed_at)) from raw.hourly_weather"
+    ).fetchone() == (144, 144)
+
+
+def test_a_load_that_breaks_mid_copy_leaves_the_previous_state(conn, monkeypatch):
+    load.replace_window(conn, WINDOW, LOCATIONS, [observations(LOCATIONS)], None)
+    before = warehouse.day_checksums(conn, "raw")
+    ledger = conn.execute("select * from ops.load_ledger order by day").fetchall()
+    real_copy_buffer = load.copy_buffer
+    calls = []
+
+    def copy_buffer_then_crash(batch):
+        calls.append(batch)
+        if len(calls) == 2:
+            raise ConnectionError("connection lost mid-COPY")
+        return real_copy_buffer(batch)
+
+    monkeypatch.setattr(load, "copy_buffer", copy_buffer_then_crash)
+    batches = [observations(LOCATIONS[:2], offset=1), _slice(observations(LOCATIONS, offset=1), 2)]
+
+    with pytest.raises(ConnectionError):
+        load.replace_window(conn, WINDOW, LOCATIONS, batches, None)
+
+    assert len(calls) == 2  # the first batch was already written inside the transaction
+    assert warehouse.day_checksums(conn, "raw") == before
+    assert conn.execute("select * from ops.load_ledger order by day").fetchall() == ledger
+
+
+def test_replace_window_refuses_incomplete_observations(conn):
+    with pytest.raises(ValueError, match="lack locations"):
+        load.replace_window(conn, WINDOW, LOCATIONS, [observations(LOCATIONS[:2])], None)
+    assert conn.execute("select count(*) from raw.hourly_weather").fetchone()[0] == 0
+
+
+def test_migrate_is_idempotent(conn):
+    assert warehouse.migrate(conn) == []

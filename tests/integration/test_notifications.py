@@ -1,0 +1,135 @@
+"""Run notifications reach a real local HTTP receiver, signed per Standard Webhooks."""
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from datetime import UTC, date, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from flows.daily import daily_weather
+from pipeline import notify
+from pipeline.source_server import FaultPlan
+
+DAY = date(2024, 3, 9)
+
+
+class Receiver:
+    """A webhook endpoint that records what it gets and can answer 5xx a number of times first."""
+
+    def __init__(self):
+        self.received: list[tuple[dict, bytes]] = []
+        self.fail_first = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = 503 if len(receiver.received) <= receiver.fail_first else 204
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.token = secrets.token_hex(8)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/{self.token}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def verify(secret: str, headers: dict, body: bytes, tolerance: int = 300) -> dict:
+    """What a Standard Webhooks consumer checks: signature over id.timestamp.body, and a fresh timestamp."""
+    timestamp = int(headers["webhook-timestamp"])
+    assert abs(time.time() - timestamp) < tolerance
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    expected = hmac.new(key, f"{headers['webhook-id']}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    signatures = [s.split(",", 1)[1] for s in headers["webhook-signature"].split()]
+    assert base64.b64encode(expected).decode() in signatures
+    return json.loads(body)
+
+
+@pytest.fixture
+def receiver():
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def webhook_secret():
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+@pytest.fixture
+def notifying(pipeline_env, monkeypatch, receiver, webhook_secret):
+    monkeypatch.setenv("PIPELINE_WEBHOOK_URL", receiver.url)
+    monkeypatch.setenv("PIPELINE_WEBHOOK_SECRET", webhook_secret)
+    return receiver
+
+
+def test_a_successful_run_sends_a_signed_succeeded_notification(notifying, webhook_secret):
+    state = daily_weather(logical_date=DAY, lookback_days=0, return_state=True)
+
+    assert state.is_completed()
+    [(headers, body)] = notifying.received
+    event = verify(webhook_secret, headers, body)
+    assert event["type"] == "pipeline.run.succeeded"
+    data = event["data"]
+    assert data["flow_run"]["id"] == str(state.state_details.flow_run_id)
+    assert data["window"]["first_day"] == data["window"]["last_day"] == "2024-03-09"
+    assert data["rows_loaded"] == 5 * 24
+    assert data["dbt_tests"]["counts"]["pass"] > 0
+
+
+def test_a_failed_run_names_the_step_and_error_and_leaks_no_secret(
+    notifying, webhook_secret, source, caplog, database_url
+):
+    source.faults = FaultPlan(daily_limit=1.0)
+
+    state = daily_weather(logical_date=DAY, lookback_days=0, return_state=True)
+
+    assert state.is_failed()
+    [(headers, body)] = notifying.received
+    event = verify(webhook_secret, headers, body)
+    assert event["type"] == "pipeline.run.failed"
+    assert event["data"]["failed_step"] == "extract"
+    assert "Daily API request limit exceeded" in event["data"]["error"]
+    assert event["data"]["window"]["first_day"] == "2024-03-09"
+    produced = body.decode() + caplog.text + str(state.result(raise_on_failure=False))
+    for secret in (webhook_secret, webhook_secret.removeprefix("whsec_"), notifying.token):
+        assert secret not in produced
+
+
+def test_delivery_retries_5xx_with_the_same_webhook_id(receiver, webhook_secret):
+    receiver.fail_first = 2
+    event = notify.build_event(notify.RUN_FAILED, {"x": 1}, datetime.now(UTC))
+
+    delivered = notify.deliver(receiver.url, event, "msg_fixed", webhook_secret, attempts=3, backoff=0.01)
+
+    assert delivered
+    assert [headers["webhook-id"] for headers, _ in receiver.received] == ["msg_fixed"] * 3
+    for headers, body in receiver.received:
+        verify(webhook_secret, headers, body)
+
+
+def test_a_receiver_that_is_down_does_not_change_the_run_state(pipeline_env, monkeypatch, receiver):
+    url = receiver.url
+    receiver.close()
+    monkeypatch.setenv("PIPELINE_WEBHOOK_URL", url)
+
+    state = daily_weather(logical_date=DAY, lookback_days=0, return_state=True)
+
+    assert state.is_completed()
