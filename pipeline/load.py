@@ -10,6 +10,7 @@ from functools import cache
 import numpy as np
 import psycopg
 
+from pipeline.backfill import DayStatus
 from pipeline.extract import VARIABLES, Observations
 from pipeline.locations import Location
 from pipeline.warehouse import query
@@ -151,6 +152,23 @@ def record_failure(conn: psycopg.Connection, days: Sequence[date], error: str, f
         conn.execute(
             query("record_failure"),
             {"source": SOURCE, "days": list(days), "error": error[:2000], "flow_run_id": flow_run_id},
+        )
+
+
+def ledger_status(conn: psycopg.Connection, window: Window) -> dict:
+    """`{day: DayStatus}` for the days of `window` that the ledger knows (none before the first load)."""
+    if conn.execute("select to_regclass('ops.load_ledger')").fetchone()[0] is None:
+        return {}
+    rows = conn.execute(query("ledger_status"), {"source": SOURCE, "first_day": window.first, "last_day": window.last})
+    return {day: DayStatus(*status) for day, *status in rows}
+
+
+def mark_transformed(conn: psycopg.Connection, window: Window, dbt_started_at: datetime) -> None:
+    """Record that the marts now reflect every load of `window` committed before dbt started."""
+    with conn.transaction():
+        conn.execute(
+            query("mark_transformed"),
+            {"source": SOURCE, "first_day": window.first, "last_day": window.last, "dbt_started_at": dbt_started_at},
         )
 
 

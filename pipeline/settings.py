@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     fetch_retries: int = 5
     # First retry delay; later ones double (Prefect's exponential_backoff), plus jitter.
     fetch_retry_base_seconds: float = 2.0
+    # A backfill loads chunks of consecutive days (the public API counts a call per 14
+    # days per location, so 14 costs no more than 1), several at a time.
+    backfill_chunk_days: int = 14
+    backfill_workers: int = 3
+    # Larger ranges need an explicit --yes: a typo in a year should not start a decade.
+    backfill_max_days: int = 400
     # Embedded Postgres data directory, used only when database_url is unset.
     data_dir: Path = PROJECT_ROOT / ".local"
     dbt_project_dir: Path = PROJECT_ROOT / "dbt_project"

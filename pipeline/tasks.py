@@ -9,6 +9,7 @@ import httpx
 from prefect import task
 from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID, TASK_SOURCE
 from prefect.concurrency.sync import rate_limit
+from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
 from pydantic import SecretStr
 
@@ -82,7 +83,7 @@ def fetcher(settings: Settings, cache: bool = True):
     return fetch_observations.with_options(**options)
 
 
-@task(name="prepare-warehouse")
+@task(name="prepare-warehouse", cache_policy=NO_CACHE)
 def prepare_warehouse(dsn: SecretStr, locations_file: Path) -> tuple[Location, ...]:
     """Apply pending migrations and load the locations file; returns the locations."""
     locations = read_locations(locations_file)
@@ -92,7 +93,7 @@ def prepare_warehouse(dsn: SecretStr, locations_file: Path) -> tuple[Location, .
     return locations
 
 
-@task(name="load-observations")
+@task(name="load-observations", cache_policy=NO_CACHE)
 def load_observations(
     dsn: SecretStr,
     window: Window,
@@ -105,20 +106,21 @@ def load_observations(
         return load.replace_window(conn, window, locations, batches, flow_run_id)
 
 
-@task(name="record-failed-days")
+@task(name="record-failed-days", cache_policy=NO_CACHE)
 def record_failed_days(dsn: SecretStr, window: Window, error: str, flow_run_id: str | None) -> None:
     """Mark the window's days failed in the ledger, so backfills can find them."""
     with warehouse.connect(dsn.get_secret_value()) as conn:
         load.record_failure(conn, window.days, error, flow_run_id)
 
 
-@task(name="run-dbt", task_run_name="dbt-{command}")
+@task(name="run-dbt", task_run_name="dbt-{command}", cache_policy=NO_CACHE)
 def run_dbt(command: str, window: Window, dsn: SecretStr, project_dir: Path) -> transform.DbtOutcome:
     """`dbt run` or `dbt test` over the window; failing nodes fail the task, by name."""
     return transform.run_dbt(command, window, dsn.get_secret_value(), project_dir)
 
 
-def ingest(
+@task(name="ingest-window", task_run_name="ingest-{window}", cache_policy=NO_CACHE)
+def ingest_window(
     settings: Settings,
     dsn: SecretStr,
     locations: tuple[Location, ...],
@@ -126,12 +128,15 @@ def ingest(
     flow_run_id: str | None,
     cache: bool = True,
 ) -> list[load.DayLoad]:
-    """Extract then load one window; a failure in either marks its days failed in the ledger."""
+    """Extract then load one window; a failure in either marks its days failed in the ledger.
+
+    The daily run ingests its window once; a backfill submits one per chunk, in parallel.
+    """
     fetch = fetcher(settings, cache=cache)
     try:
         with step("extract", window):
-            futures = [
-                fetch.submit(
+            batches = [
+                fetch(
                     settings.source_url,
                     batch,
                     window,
@@ -140,7 +145,6 @@ def ingest(
                 )
                 for batch in extract.batch_locations(locations, settings.locations_per_request)
             ]
-            batches = [future.result() for future in futures]
         with step("load", window):
             return load_observations(dsn, window, locations, batches, flow_run_id)
     except StepFailed as failure:
@@ -149,6 +153,52 @@ def ingest(
         except Exception:  # the warehouse may be what failed; the original error is what matters
             pass
         raise
+
+
+def ingest_chunks(
+    settings: Settings,
+    dsn: SecretStr,
+    locations: tuple[Location, ...],
+    chunks: Sequence[Window],
+    flow_run_id: str | None,
+) -> Iterator[list[load.DayLoad] | StepFailed]:
+    """Ingest chunks with at most `backfill_workers` in flight; yields each as it finishes.
+
+    A failed chunk is yielded, not raised, so one bad week does not waste the others.
+    """
+    pending = []
+    queue = list(chunks)
+    while queue or pending:
+        while queue and len(pending) < settings.backfill_workers:
+            pending.append(ingest_window.submit(settings, dsn, locations, queue.pop(0), flow_run_id, cache=False))
+        done = next(as_completed(pending))
+        pending.remove(done)
+        try:
+            yield done.result()
+        except StepFailed as failure:
+            yield failure
+
+
+@task(name="read-ledger", cache_policy=NO_CACHE)
+def read_ledger(dsn: SecretStr, window: Window) -> dict:
+    """The ledger's view of each day of `window` that has an entry."""
+    with warehouse.connect(dsn.get_secret_value()) as conn:
+        return load.ledger_status(conn, window)
+
+
+def transform_window(
+    dsn: SecretStr, window: Window, project_dir: Path
+) -> tuple[transform.DbtOutcome, transform.DbtOutcome]:
+    """`dbt run` then `dbt test` over the window, then record which loads the marts now reflect."""
+    with warehouse.connect(dsn.get_secret_value()) as conn:
+        dbt_started_at = conn.execute("select now()").fetchone()[0]
+    with step("dbt run", window):
+        models = run_dbt("run", window, dsn, project_dir)
+    with step("dbt test", window):
+        tests = run_dbt("test", window, dsn, project_dir)
+    with warehouse.connect(dsn.get_secret_value()) as conn:
+        load.mark_transformed(conn, window, dbt_started_at)
+    return models, tests
 
 
 def _first_line(exc: BaseException) -> str:

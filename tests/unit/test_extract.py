@@ -74,7 +74,9 @@ def test_parse_payload_rejects_malformed_answers_naming_location_and_window(payl
 def test_parse_payload_names_the_first_wrong_hour():
     times = expected_times(WINDOW)
     times[30] = "2024-03-10T07:00"
-    with pytest.raises(PermanentSourceError, match=r"hourly.time\[30\] is '2024-03-10T07:00', expected '2024-03-10T06:00'"):
+    with pytest.raises(
+        PermanentSourceError, match=r"hourly.time\[30\] is '2024-03-10T07:00', expected '2024-03-10T06:00'"
+    ):
         parse_payload(orjson.dumps([answer(time=times), answer()]), LOCATIONS, WINDOW)
 
 

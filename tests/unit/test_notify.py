@@ -36,8 +36,11 @@ def test_message_id_is_stable_per_event_and_differs_between_events():
 
 def test_build_event_has_the_contract_shape():
     event = build_event(RUN_FAILED, {"failed_step": "load"}, datetime(2024, 3, 10, 6, 1, tzinfo=UTC))
-    assert event == {"type": "pipeline.run.failed", "timestamp": "2024-03-10T06:01:00+00:00",
-                     "data": {"failed_step": "load"}}
+    assert event == {
+        "type": "pipeline.run.failed",
+        "timestamp": "2024-03-10T06:01:00+00:00",
+        "data": {"failed_step": "load"},
+    }
 
 
 def test_build_event_rejects_unknown_types():

@@ -1,0 +1,86 @@
+"""Backfill: any range of logical dates, planned from the ledger, loaded in parallel chunks, one dbt run."""
+
+from datetime import UTC, date, datetime
+
+from prefect import flow, runtime
+from prefect.artifacts import create_table_artifact
+from prefect.logging import get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from pipeline.backfill import Reprocess, plan_backfill
+from pipeline.locations import read_locations
+from pipeline.progress import BackfillProgress
+from pipeline.runs import send_run_notification, warehouse_dsn, window_data
+from pipeline.settings import Settings
+from pipeline.tasks import StepFailed, ingest_chunks, prepare_warehouse, read_ledger, step, transform_window
+from pipeline.window import Window, check_not_future
+
+
+@flow(
+    name="backfill-weather",
+    # Chunks run in this flow's thread pool, at most `backfill_workers` at once: the bound
+    # that matters is this machine's cores and its Postgres, and a pool costs no API
+    # round trip per chunk the way a global concurrency limit would.
+    task_runner=ThreadPoolTaskRunner(max_workers=16),
+    on_completion=[send_run_notification],
+    on_failure=[send_run_notification],
+)
+def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "missing", dry_run: bool = False) -> dict:
+    """Load the days of [start_date, end_date] that the ledger says need it, then run dbt once over them."""
+    settings = Settings()
+    today = datetime.now(UTC).date()
+    window = Window(check_not_future(start_date, today, "start_date"), check_not_future(end_date, today, "end_date"))
+    with step("prepare", window):
+        dsn = warehouse_dsn(settings)
+        # A dry run only reads: no migration, no locations reload.
+        locations = (
+            read_locations(settings.locations_file) if dry_run else prepare_warehouse(dsn, settings.locations_file)
+        )
+        ledger = read_ledger(dsn, window)
+    plan = plan_backfill(window, ledger, reprocess, settings.backfill_chunk_days)
+    description = plan.describe(len(locations), settings.locations_per_request)
+    get_run_logger().info(description)
+    summary = {
+        "kind": "backfill",
+        "window": window_data(window),
+        "reprocess": reprocess,
+        "plan": description,
+        "days_planned": len(plan.load_days),
+        "api_calls": plan.api_calls(len(locations), settings.locations_per_request),
+    }
+    if dry_run:
+        return summary | {"dry_run": True}
+
+    progress = BackfillProgress(len(plan.load_days))
+    failures: list[StepFailed] = []
+    changed = 0
+    for outcome in ingest_chunks(settings, dsn, locations, plan.chunks, runtime.flow_run.id):
+        if isinstance(outcome, StepFailed):
+            failures.append(outcome)
+            continue
+        changed += sum(1 for load in outcome if load.day in ledger and ledger[load.day].checksum != load.checksum)
+        progress.advance(len(outcome), sum(load.row_count for load in outcome))
+    if failures:
+        raise StepFailed(
+            failures[0].step,
+            window,
+            RuntimeError(f"{len(failures)} of {len(plan.chunks)} chunks failed, first: {failures[0]}"),
+        )
+    tests = transform_window(dsn, plan.dbt_window, settings.dbt_project_dir)[1] if plan.dbt_window else None
+    summary |= {
+        "rows_loaded": progress.rows,
+        "checksums_changed": changed,
+        "dbt_tests": {"counts": tests.counts, "failures": []} if tests else None,
+    }
+    create_table_artifact([summary_row(summary)], key="backfill-summary", description=f"backfill {window}")
+    return summary
+
+
+def summary_row(summary: dict) -> dict:
+    """The backfill's outcome as one row of the summary table artifact."""
+    row = {key: summary[key] for key in ("reprocess", "days_planned", "rows_loaded", "checksums_changed", "api_calls")}
+    return {
+        "window": f"{summary['window']['first_day']}..{summary['window']['last_day']}",
+        **row,
+        "dbt_tests": (summary["dbt_tests"] or {}).get("counts"),
+    }

@@ -1,0 +1,161 @@
+"""Backfills: same result as daily runs, skip what is loaded, resume after SIGKILL, survive faults."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from prefect.settings import PREFECT_API_URL
+
+from flows.backfill import backfill_weather
+from flows.daily import daily_weather
+from pipeline import warehouse
+from pipeline.cli import main
+from pipeline.source_server import FaultPlan
+
+START, END = date(2024, 2, 26), date(2024, 3, 4)  # across a leap day
+LOCATION_COUNT = 5
+
+
+def backfill(start=START, end=END, **kwargs):
+    state = backfill_weather(start_date=start, end_date=end, return_state=True, **kwargs)
+    assert state.is_completed(), str(state.result(raise_on_failure=False))
+    return state.result()
+
+
+def state_of(db):
+    return warehouse.day_checksums(db, "raw"), warehouse.day_checksums(db, "mart")
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setenv("PIPELINE_BACKFILL_CHUNK_DAYS", "2")
+
+
+def test_backfill_equals_the_same_days_loaded_by_daily_runs(pipeline_env, db, small_chunks):
+    day = START
+    while day <= END:
+        assert daily_weather(logical_date=day, lookback_days=0, return_state=True).is_completed()
+        day += timedelta(days=1)
+    daily_raw, daily_mart = state_of(db)
+    daily_ledger = db.execute("select day, row_count, checksum from ops.load_ledger order by day").fetchall()
+    db.execute("drop schema raw, ops, staging, marts cascade")
+
+    summary = backfill()
+
+    assert state_of(db) == (daily_raw, daily_mart)
+    assert db.execute("select day, row_count, checksum from ops.load_ledger order by day").fetchall() == daily_ledger
+    assert len(daily_raw) == 8 and all(n == keys == LOCATION_COUNT * 24 for n, keys, _ in daily_raw.values())
+    assert summary["days_planned"] == 8
+    assert summary["rows_loaded"] == 8 * 24 * LOCATION_COUNT
+    assert summary["dbt_tests"]["counts"]["pass"] > 0
+
+
+def test_rerunning_a_finished_backfill_makes_no_api_call_and_no_write(pipeline_env, db, source, small_chunks):
+    backfill()
+    before = state_of(db), db.execute("select * from ops.load_ledger order by day").fetchall()
+    loaded_at = db.execute("select max(_loaded_at) from raw.hourly_weather").fetchone()
+    source.reset_counters()
+
+    summary = backfill()
+
+    assert source.requests == 0
+    assert summary["days_planned"] == 0 and summary["dbt_tests"] is None
+    assert (state_of(db), db.execute("select * from ops.load_ledger order by day").fetchall()) == before
+    assert db.execute("select max(_loaded_at) from raw.hourly_weather").fetchone() == loaded_at
+
+
+def test_reprocess_failed_and_all_reload_what_they_say(pipeline_env, db, source, small_chunks):
+    backfill()
+    db.execute("update ops.load_ledger set status = 'failed' where day = %s", [START + timedelta(days=2)])
+    source.reset_counters()
+
+    assert backfill(reprocess="missing")["days_planned"] == 0
+    assert backfill(reprocess="failed")["days_planned"] == 1
+    assert source.requests == 3  # one day, 5 locations in requests of 2
+    assert db.execute("select count(*) from ops.load_ledger where status = 'failed'").fetchone()[0] == 0
+    assert backfill(reprocess="all")["days_planned"] == 8
+
+
+def test_transient_faults_during_a_backfill_give_the_clean_result(pipeline_env, db, source, small_chunks):
+    backfill()
+    clean = state_of(db)
+    db.execute("drop schema raw, ops, staging, marts cascade")
+    source.faults = FaultPlan(server_error=0.2, rate_limited=0.1, reset=0.05, slow=0.05, slow_seconds=2.5, seed=5)
+
+    backfill()
+
+    assert sum(source.faults_injected.values()) > 0
+    assert state_of(db) == clean
+
+
+def test_a_backfill_killed_mid_way_resumes_to_the_full_result(pipeline_env, db, source, monkeypatch, tmp_path):
+    start, end = START, START + timedelta(days=19)
+    monkeypatch.setenv("PIPELINE_BACKFILL_CHUNK_DAYS", "1")
+    monkeypatch.setenv("PIPELINE_BACKFILL_WORKERS", "1")
+    # Slow answers (well inside the client timeout) give the kill a window to land in.
+    source.faults = FaultPlan(slow=0.5, slow_seconds=0.4, seed=3)
+    env = os.environ | {"PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "prefect")}
+    pipeline = Path(sys.executable).with_name("pipeline")
+    process = subprocess.Popen(
+        [str(pipeline), "backfill", "--start", str(start), "--end", str(end)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    loaded = 0
+    deadline = time.monotonic() + 180
+    while loaded < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        with psycopg.connect(pipeline_env, autocommit=True) as conn:
+            if conn.execute("select to_regclass('ops.load_ledger')").fetchone()[0]:
+                loaded = conn.execute("select count(*) from ops.load_ledger where status = 'succeeded'").fetchone()[0]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 3 <= loaded < 20, "the kill should land mid-way"
+    source.faults = FaultPlan()
+
+    summary = backfill(start, end)
+
+    assert summary["days_planned"] < 20  # what was loaded before the kill is not fetched again
+    resumed = state_of(db)
+    assert sorted(resumed[0]) == [start + timedelta(days=n) for n in range(20)]
+    assert all(n == keys == LOCATION_COUNT * 24 for n, keys, _ in resumed[0].values())
+    assert sorted(resumed[1]) == sorted(resumed[0])
+    db.execute("drop schema raw, ops, staging, marts cascade")
+    monkeypatch.setenv("PIPELINE_BACKFILL_CHUNK_DAYS", "20")
+    backfill(start, end)
+    assert state_of(db) == resumed
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(pipeline_env, db, capsys, source, small_chunks):
+    assert main(["backfill", "--start", str(START), "--end", str(END), "--dry-run"]) == 0
+
+    out = capsys.readouterr().out
+    assert "8 of 8 days to load" in out
+    assert "960 rows expected" in out
+    assert source.requests == 0
+    assert db.execute("select to_regnamespace('raw')").fetchone()[0] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--start", "2024-03-04", "--end", "2024-03-01"], "--end 2024-03-01 is before --start 2024-03-04"),
+        (["--start", "2024-02-30", "--end", "2024-03-01"], "argument --start: date '2024-02-30' is not a valid date"),
+        (["--start", "2024-03-01", "--end", "2999-01-01"], "argument --end: date 2999-01-01 is not in the past"),
+        (["--start", "2000-01-01", "--end", "2024-01-01"], "more than PIPELINE_BACKFILL_MAX_DAYS=400: pass --yes"),
+    ],
+)
+def test_backfill_rejects_bad_input_and_changes_nothing(pipeline_env, db, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(main(["backfill", *args]))
+
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert db.execute("select to_regnamespace('raw')").fetchone()[0] is None
