@@ -15,6 +15,7 @@ from prefect.settings import (
 
 from flows.backfill import backfill_weather
 from flows.daily import daily_weather
+from flows.freshness import check_freshness
 from pipeline import load, source_server, warehouse
 from pipeline.backfill import MODES, consecutive_runs, gaps
 from pipeline.runs import warehouse_dsn
@@ -86,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     gaps_command.add_argument("--since", type=_past_day, help="first logical date to check (default: 30 days ago)")
     gaps_command.set_defaults(handler=cmd_gaps)
 
+    freshness = commands.add_parser("check-freshness", help="alert once if a logical date missed its deadline")
+    freshness.add_argument("--date", type=_past_day, help="logical date (default: the latest past its deadline)")
+    freshness.set_defaults(handler=cmd_check_freshness)
+
     source = commands.add_parser("source", help="the local Open-Meteo-compatible API").add_subparsers()
     serve = source.add_parser("serve", help="serve the archive API on this machine")
     serve.add_argument("--host", default="127.0.0.1")
@@ -156,6 +161,20 @@ def cmd_gaps(args: argparse.Namespace) -> int:
         reprocess = " --reprocess failed" if set(run.days) & set(failed) else ""
         print(f"  pipeline backfill --start {run.first} --end {run.last}{reprocess}")
     return 1 if missing or failed else 0
+
+
+def cmd_check_freshness(args: argparse.Namespace) -> int:
+    state = check_freshness(logical_date=args.date, return_state=True)
+    if not state.is_completed():
+        print(f"pipeline check-freshness failed: {_reason(state)}", file=sys.stderr)
+        return 2
+    result = state.result()
+    if not result["late"]:
+        print(f"{result['logical_date']}: landed")
+        return 0
+    alerted = "alert sent" if result["alerted"] else "already alerted"
+    print(f"{result['logical_date']}: LATE (daily run: {result['run_state']}); {alerted}")
+    return 1
 
 
 def _days(days: list[date]) -> str:

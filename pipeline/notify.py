@@ -81,3 +81,25 @@ def deliver(
     # The URL may hold a token: log the event and the outcome, never the URL.
     logger.warning("notification %s %s not delivered: %s", event["type"], msg_id, outcome)
     return False
+
+
+def slack_message(event: dict) -> dict:
+    """The same event as a Slack incoming-webhook message."""
+    data = event["data"]
+    window = data.get("window") or {}
+    days = f"{window.get('first_day')}..{window.get('last_day')}" if window else data.get("logical_date", "")
+    title = {
+        RUN_SUCCEEDED: ":white_check_mark: weather pipeline succeeded",
+        RUN_FAILED: ":x: weather pipeline failed",
+        RUN_LATE: ":hourglass: weather pipeline is late",
+        BACKFILL_COMPLETED: ":white_check_mark: weather backfill completed",
+    }[event["type"]]
+    lines = [f"*{title}* {days}".strip()]
+    if data.get("failed_step"):
+        lines.append(f"step `{data['failed_step']}`: {data.get('error', '')}")
+    if data.get("rows_loaded") is not None:
+        lines.append(f"{data['rows_loaded']:,} rows loaded")
+    if (data.get("flow_run") or {}).get("url"):
+        lines.append(f"<{data['flow_run']['url']}|flow run {data['flow_run'].get('name', '')}>")
+    text = "\n".join(lines)
+    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}

@@ -1,15 +1,24 @@
 """What a flow run needs at start and says at the end: settings, warehouse, summary, notification."""
 
-from datetime import UTC, date, datetime
+import logging
+from datetime import UTC, date, datetime, time, timedelta
 
-from prefect import runtime
+from prefect import get_client, runtime
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterExpectedStartTime,
+)
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_UI_URL
 from pydantic import SecretStr
 
-from pipeline import embedded, notify
+from pipeline import alerts, embedded, notify, warehouse
 from pipeline.settings import Settings
 from pipeline.tasks import StepFailed
 from pipeline.window import Window, logical_date_for
+
+logger = logging.getLogger("pipeline.runs")
 
 
 def warehouse_dsn(settings: Settings) -> SecretStr:
@@ -63,20 +72,72 @@ def notification_data(flow_run, result: object) -> dict:
     return data
 
 
+def deployment_key() -> str:
+    """`<flow>/<deployment>`, or `<flow>/local` for a run started by hand."""
+    return f"{runtime.flow_run.flow_name}/{runtime.deployment.name or 'local'}"
+
+
 def send_run_notification(flow, flow_run, state) -> None:
-    """Flow state hook: report a finished run to the webhook, if one is configured."""
+    """Flow state hook: report a finished run, once per (deployment, logical date) for failures."""
     settings = Settings()
     result = state.result(raise_on_failure=False)
-    event_type = notify.RUN_FAILED if state.is_failed() else notify.RUN_SUCCEEDED
-    if isinstance(result, dict) and result.get("kind") == "backfill":
-        event_type = notify.BACKFILL_COMPLETED if not state.is_failed() else event_type
+    failed = state.is_failed()
+    backfill = flow.name == "backfill-weather"
+    event_type = notify.RUN_FAILED if failed else notify.BACKFILL_COMPLETED if backfill else notify.RUN_SUCCEEDED
     data = notification_data(flow_run, result)
+    logical_date = _logical_date(result)
+    if logical_date is not None and not backfill:
+        try:
+            with warehouse.connect(warehouse_dsn(settings).get_secret_value()) as conn:
+                warehouse.migrate(conn)
+                if failed and not alerts.claim(conn, deployment_key(), logical_date, "failed", str(flow_run.id)):
+                    logger.info("failure of %s for %s already alerted", deployment_key(), logical_date)
+                    return
+                if not failed:
+                    data["recovered"] = alerts.recover(conn, flow.name, logical_date)
+        except Exception as exc:  # the warehouse may be why the run failed: alert without deduplication
+            logger.warning("alert bookkeeping unavailable (%s); notifying anyway", type(exc).__name__)
+    publish(settings, event_type, data, key=str(flow_run.id))
+
+
+def publish(settings: Settings, event_type: str, data: dict, key: str) -> bool:
+    """Send one notification to the configured webhook; log it when there is none."""
     if settings.webhook_url is None:
-        return
+        logger.info("notification %s (no PIPELINE_WEBHOOK_URL configured)", event_type)
+        return False
     event = notify.build_event(event_type, data, datetime.now(UTC))
-    notify.deliver(
+    return notify.deliver(
         settings.webhook_url.get_secret_value(),
-        event,
-        notify.message_id(event_type, str(flow_run.id)),
+        notify.slack_message(event) if settings.webhook_format == "slack" else event,
+        notify.message_id(event_type, key),
         settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
     )
+
+
+def _logical_date(result: object) -> date | None:
+    if isinstance(result, StepFailed) and result.window is not None:
+        return result.window.last
+    if isinstance(result, dict) and result.get("logical_date"):
+        return date.fromisoformat(result["logical_date"])
+    return None
+
+
+def daily_run_for(logical_date: date, deployment_name: str) -> dict | None:
+    """The newest flow run of the daily deployment scheduled for `logical_date`, as the Prefect server knows it."""
+    scheduled_from = datetime.combine(logical_date + timedelta(days=1), time(), tzinfo=UTC)
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(deployment_name)
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id]),
+                expected_start_time=FlowRunFilterExpectedStartTime(
+                    after_=scheduled_from, before_=scheduled_from + timedelta(days=1) - timedelta(microseconds=1)
+                ),
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=1,
+        )
+    if not runs:
+        return None
+    run = runs[0]
+    return {"id": str(run.id), "name": run.name, "state": run.state_name, "url": run_link(str(run.id))}

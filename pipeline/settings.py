@@ -1,6 +1,8 @@
 """Run-time settings, read from `PIPELINE_*` environment variables."""
 
+from datetime import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +26,10 @@ class Settings(BaseSettings):
     locations_file: Path = DEFAULT_LOCATIONS_FILE
     webhook_url: SecretStr | None = None
     webhook_secret: SecretStr | None = None
+    # "slack" sends {"text", "blocks"} for a Slack incoming webhook instead of the JSON contract.
+    webhook_format: Literal["standard", "slack"] = "standard"
+    # The daily run for D must have completed by this time (UTC) on D+1, or it is late.
+    deadline: time = time(7, 0)
 
     lookback_days: int = 5
     # Name of a Prefect global concurrency limit with slot decay (created by the deploy

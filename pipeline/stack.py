@@ -9,8 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -226,13 +226,13 @@ def up(settings: Settings, port: int, pool: str, local_source: bool = False, say
     if server is None:
         server = start_process(
             "server",
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            server_command(port),
             env,
             paths.logs / "server.log",
         )
         _replace(state, server)
         save_state(paths, state)
-    wait_until(lambda: _healthy(api_url), server, SERVER_STARTUP_SECONDS, f"the Prefect server at {api_url}")
+    wait_until(lambda: api_healthy(api_url), server, SERVER_STARTUP_SECONDS, f"the Prefect server at {api_url}")
     say(f"Prefect server: {api_url} (pid {server.pid}, log {server.log})")
 
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
@@ -241,7 +241,7 @@ def up(settings: Settings, port: int, pool: str, local_source: bool = False, say
     if "worker" not in running:
         worker = start_process(
             "worker",
-            [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"],
+            worker_command(pool),
             env,
             paths.logs / "worker.log",
         )
@@ -266,10 +266,18 @@ def down(data_dir: Path, say: Say = print, timeout: float = STOP_TIMEOUT_SECONDS
     return True
 
 
-def stack_env(paths: StackPaths, api_url: str) -> dict[str, str]:
-    """The environment of the stack's processes: this one's, plus a project-local Prefect home."""
+def server_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def worker_command(pool: str) -> list[str]:
+    return [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"]
+
+
+def stack_env(paths: StackPaths, api_url: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of the stack's processes: `base` (default: this one's) plus a project-local Prefect home."""
     return {
-        **os.environ,
+        **(os.environ if base is None else base),
         "PREFECT_HOME": str(paths.prefect_home),
         "PREFECT_API_URL": api_url,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -318,14 +326,21 @@ def start_process(name: str, argv: list[str], env: dict[str, str], log_path: Pat
 
 
 def stop_process(process: Process, timeout: float = STOP_TIMEOUT_SECONDS) -> str:
-    """Signal a recorded process (its group, if it leads one) and wait; SIGKILL what is left after `timeout`."""
+    """Signal a recorded process (its group, if it leads one) and wait; SIGKILL what is left after `timeout`.
+
+    The worker starts each flow run in a session of its own: those are found as its descendants.
+    """
     if not is_running(process):
         return f"{process.name} (pid {process.pid}): not running"
+    descendants = psutil.Process(process.pid).children(recursive=True)
     _signal(process, signal.Signals[process.stop_signal])
-    if _wait_stopped(process, timeout):
+    if _wait_stopped(process, descendants, timeout):
         return f"{process.name} (pid {process.pid}): stopped"
     _signal(process, signal.SIGKILL)
-    if not _wait_stopped(process, 5.0):
+    for child in descendants:
+        with suppress(psutil.NoSuchProcess):
+            child.kill()
+    if not _wait_stopped(process, descendants, 5.0):
         raise StackError(f"{process.name} (pid {process.pid}) survived SIGKILL")
     return f"{process.name} (pid {process.pid}): killed after {timeout:g} s without stopping"
 
@@ -373,7 +388,8 @@ def default_pool() -> str:
     return get_current_settings().deployments.default_work_pool_name or DEFAULT_POOL
 
 
-def _healthy(api_url: str) -> bool:
+def api_healthy(api_url: str) -> bool:
+    """Whether the Prefect API at `api_url` answers its health check."""
     try:
         return httpx.get(f"{api_url}/health", timeout=2.0).status_code == 200
     except httpx.HTTPError:
@@ -398,14 +414,25 @@ def _signal(process: Process, signum: signal.Signals) -> None:
         pass
 
 
-def _wait_stopped(process: Process, timeout: float) -> bool:
+def _wait_stopped(process: Process, descendants: list[psutil.Process], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _reap(process.pid)
-        if not (is_running(process) or (process.group and _group_alive(process.pid))):
+        if not (
+            is_running(process)
+            or (process.group and _group_alive(process.pid))
+            or any(_alive(child) for child in descendants)
+        ):
             return True
         time.sleep(0.1)
     return False
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _group_alive(pgid: int) -> bool:

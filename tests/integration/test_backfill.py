@@ -5,7 +5,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -18,7 +18,8 @@ from pipeline import warehouse
 from pipeline.cli import main
 from pipeline.source_server import FaultPlan
 
-START, END = date(2024, 2, 26), date(2024, 3, 4)  # across a leap day
+START, END = date(2024, 2, 27), date(2024, 3, 1)  # across a leap day
+DAYS = 4
 LOCATION_COUNT = 5
 
 
@@ -50,9 +51,9 @@ def test_backfill_equals_the_same_days_loaded_by_daily_runs(pipeline_env, db, sm
 
     assert state_of(db) == (daily_raw, daily_mart)
     assert db.execute("select day, row_count, checksum from ops.load_ledger order by day").fetchall() == daily_ledger
-    assert len(daily_raw) == 8 and all(n == keys == LOCATION_COUNT * 24 for n, keys, _ in daily_raw.values())
-    assert summary["days_planned"] == 8
-    assert summary["rows_loaded"] == 8 * 24 * LOCATION_COUNT
+    assert len(daily_raw) == DAYS and all(n == keys == LOCATION_COUNT * 24 for n, keys, _ in daily_raw.values())
+    assert summary["days_planned"] == DAYS
+    assert summary["rows_loaded"] == DAYS * 24 * LOCATION_COUNT
     assert summary["dbt_tests"]["counts"]["pass"] > 0
 
 
@@ -79,7 +80,7 @@ def test_reprocess_failed_and_all_reload_what_they_say(pipeline_env, db, source,
     assert backfill(reprocess="failed")["days_planned"] == 1
     assert source.requests == 3  # one day, 5 locations in requests of 2
     assert db.execute("select count(*) from ops.load_ledger where status = 'failed'").fetchone()[0] == 0
-    assert backfill(reprocess="all")["days_planned"] == 8
+    assert backfill(reprocess="all")["days_planned"] == DAYS
 
 
 def test_transient_faults_during_a_backfill_give_the_clean_result(pipeline_env, db, source, small_chunks):
@@ -137,8 +138,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(pipeline_env, db, capsys, s
     assert main(["backfill", "--start", str(START), "--end", str(END), "--dry-run"]) == 0
 
     out = capsys.readouterr().out
-    assert "8 of 8 days to load" in out
-    assert "960 rows expected" in out
+    assert "4 of 4 days to load in 2 chunks (4 never loaded)" in out
+    assert "480 rows expected" in out
     assert source.requests == 0
     assert db.execute("select to_regnamespace('raw')").fetchone()[0] is None
 
@@ -159,3 +160,17 @@ def test_backfill_rejects_bad_input_and_changes_nothing(pipeline_env, db, capsys
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert db.execute("select to_regnamespace('raw')").fetchone()[0] is None
+
+
+def test_gaps_lists_missing_and_failed_days_and_the_command_to_fill_them(pipeline_env, db, capsys):
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    assert daily_weather(logical_date=yesterday, lookback_days=2, return_state=True).is_completed()
+    db.execute("update ops.load_ledger set status = 'failed' where day = %s", [yesterday - timedelta(days=1)])
+
+    assert main(["gaps", "--since", str(yesterday - timedelta(days=4))]) == 1
+
+    out = capsys.readouterr().out
+    assert f"missing: {yesterday - timedelta(days=4)}..{yesterday - timedelta(days=3)}" in out
+    assert f"failed:  {yesterday - timedelta(days=1)}" in out
+    assert f"pipeline backfill --start {yesterday - timedelta(days=4)} --end {yesterday - timedelta(days=3)}\n" in out
+    assert f"--start {yesterday - timedelta(days=1)} --end {yesterday - timedelta(days=1)} --reprocess failed" in out

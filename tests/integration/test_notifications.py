@@ -14,6 +14,7 @@ import pytest
 
 from flows.daily import daily_weather
 from pipeline import notify
+from pipeline.cli import main
 from pipeline.source_server import FaultPlan
 
 DAY = date(2024, 3, 9)
@@ -133,3 +134,34 @@ def test_a_receiver_that_is_down_does_not_change_the_run_state(pipeline_env, mon
     state = daily_weather(logical_date=DAY, lookback_days=0, return_state=True)
 
     assert state.is_completed()
+
+
+def test_a_day_failing_twice_alerts_once(notifying, webhook_secret, source):
+    source.faults = FaultPlan(daily_limit=1.0)
+
+    for _ in range(2):
+        assert daily_weather(logical_date=DAY, lookback_days=0, return_state=True).is_failed()
+
+    assert [json.loads(body)["type"] for _, body in notifying.received] == ["pipeline.run.failed"]
+
+
+def test_a_late_day_alerts_once_then_reports_recovery(notifying, webhook_secret, capsys):
+    assert main(["check-freshness", "--date", str(DAY)]) == 1
+    assert main(["check-freshness", "--date", str(DAY)]) == 1
+    out = capsys.readouterr().out
+    assert f"{DAY}: LATE (daily run: none); alert sent" in out
+    assert f"{DAY}: LATE (daily run: none); already alerted" in out
+
+    [(headers, body)] = notifying.received
+    late = verify(webhook_secret, headers, body)
+    assert late["type"] == "pipeline.run.late"
+    assert late["data"]["logical_date"] == str(DAY)
+    assert late["data"]["deadline"] == "2024-03-10T07:00:00+00:00"
+    assert late["data"]["run_state"] == "none"
+
+    assert daily_weather(logical_date=DAY, lookback_days=0, return_state=True).is_completed()
+    recovered = verify(webhook_secret, *notifying.received[-1])
+    assert recovered["type"] == "pipeline.run.succeeded"
+    assert recovered["data"]["recovered"] == ["late"]
+    assert main(["check-freshness", "--date", str(DAY)]) == 0
+    assert len(notifying.received) == 2

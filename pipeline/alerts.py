@@ -1,0 +1,46 @@
+"""Alert bookkeeping: one alert per (deployment, logical date, kind), and when a late day is due."""
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import psycopg
+
+from pipeline.load import SOURCE
+from pipeline.warehouse import query
+
+
+def claim(conn: psycopg.Connection, deployment: str, logical_date: date, kind: str, flow_run_id: str | None) -> bool:
+    """True the first time an alert is claimed; False for every repeat of it."""
+    with conn.transaction():
+        row = conn.execute(
+            query("claim_alert"),
+            {"deployment": deployment, "logical_date": logical_date, "kind": kind, "flow_run_id": flow_run_id},
+        ).fetchone()
+    return row is not None
+
+
+def recover(conn: psycopg.Connection, flow: str, logical_date: date) -> list[str]:
+    """Close the open alerts of a logical date that has now landed; returns their kinds."""
+    with conn.transaction():
+        rows = conn.execute(query("claim_recovery"), {"flow": flow, "logical_date": logical_date})
+        return sorted(kind for (kind,) in rows)
+
+
+def landed(conn: psycopg.Connection, day: date) -> bool:
+    """Whether a day is loaded and the marts reflect it."""
+    row = conn.execute(query("day_loaded"), {"source": SOURCE, "day": day}).fetchone()
+    return bool(row and row[0])
+
+
+def due_logical_date(now: datetime, deadline: time) -> date:
+    """The latest logical date whose deadline has passed at `now`.
+
+    The run for D is scheduled on D+1 and must have completed by `deadline` (UTC) that day.
+    """
+    if now.tzinfo is None:
+        raise ValueError(f"now {now.isoformat()} has no time zone")
+    now = now.astimezone(UTC)
+    return now.date() - timedelta(days=1 if now.time() >= deadline else 2)
+
+
+def deadline_at(logical_date: date, deadline: time) -> datetime:
+    return datetime.combine(logical_date + timedelta(days=1), deadline, tzinfo=UTC)
