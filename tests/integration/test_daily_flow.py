@@ -156,7 +156,7 @@ def test_a_400_fails_at_once_with_the_api_reason(pipeline_env, db, source):
     message = failure_message(state)
     assert message.startswith("extract failed for 1939-12-31: source API answered HTTP 400")
     assert "start_date" in message
-    assert source.requests == 3  # one request per batch of 2 locations, none retried
+    assert source.requests == 1  # the 400 ends the extract: no retry, no further request
     assert db.execute("select status from ops.load_ledger").fetchall() == [("failed",)]
 
 
