@@ -8,11 +8,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from dbt_common.events.base_types import EventLevel
+from prefect.settings import get_current_settings
 from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
 from pipeline.window import Window
 
 FAILING_STATUSES = {"error", "fail", "runtime error"}
+_DBT_LEVELS = {
+    "DEBUG": EventLevel.DEBUG,
+    "INFO": EventLevel.INFO,
+    "WARNING": EventLevel.WARN,
+    "ERROR": EventLevel.ERROR,
+    "CRITICAL": EventLevel.ERROR,
+}
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 def run_dbt(command: str, window: Window, dsn: str, project_dir: Path) -> DbtOutcome:
     """Invoke `dbt <command>` for `window`; raise DbtCommandFailed naming the failing nodes."""
-    settings = PrefectDbtSettings(project_dir=project_dir, profiles_dir=project_dir)
+    settings = PrefectDbtSettings(project_dir=project_dir, profiles_dir=project_dir, log_level=dbt_log_level())
     runner = PrefectDbtRunner(settings=settings, raise_on_failure=False)
     args = dbt_args(command, window)
     with _environment({"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **profile_env(dsn)}):
@@ -101,6 +110,12 @@ def run_dbt(command: str, window: Window, dsn: str, project_dir: Path) -> DbtOut
             raise DbtCommandFailed(describe_failures(outcome), outcome)
         raise DbtCommandFailed(f"dbt {command} failed: {_first_line(result.exception or 'no details')}", outcome)
     return outcome
+
+
+def dbt_log_level() -> EventLevel:
+    """Prefect's logging level as dbt's: prefect-dbt passes "warning" through, which dbt rejects."""
+    level = str(get_current_settings().logging.level).upper()
+    return _DBT_LEVELS.get(level, EventLevel.INFO)
 
 
 def summarise(command: str, results: list) -> DbtOutcome:

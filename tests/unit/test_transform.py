@@ -1,6 +1,17 @@
 from datetime import date
 
-from pipeline.transform import DbtOutcome, NodeFailure, dbt_args, dbt_vars, describe_failures, profile_env
+from dbt_common.events.base_types import EventLevel
+from prefect.settings import PREFECT_LOGGING_LEVEL, temporary_settings
+
+from pipeline.transform import (
+    DbtOutcome,
+    NodeFailure,
+    dbt_args,
+    dbt_log_level,
+    dbt_vars,
+    describe_failures,
+    profile_env,
+)
 from pipeline.window import Window
 
 WINDOW = Window(date(2024, 3, 4), date(2024, 3, 9))
@@ -41,3 +52,8 @@ def test_describe_failures_names_each_failing_node_with_its_row_count():
         "dbt test: 2 failed: fct_daily_weather_temperature_2m_max_range (3 rows), "
         "assert_temperature_min_le_mean_le_max (error)"
     )
+
+
+def test_dbt_log_level_maps_prefects_warning_to_dbts_warn():
+    with temporary_settings({PREFECT_LOGGING_LEVEL: "WARNING"}):
+        assert dbt_log_level() == EventLevel.WARN
