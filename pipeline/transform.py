@@ -2,6 +2,7 @@
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -99,17 +100,29 @@ def run_dbt(command: str, window: Window, dsn: str, project_dir: Path) -> DbtOut
     settings = PrefectDbtSettings(project_dir=project_dir, profiles_dir=project_dir, log_level=dbt_log_level())
     runner = PrefectDbtRunner(settings=settings, raise_on_failure=False)
     args = dbt_args(command, window)
+    threads_before = set(threading.enumerate())
     with _environment({"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **profile_env(dsn)}):
         try:
             result = runner.invoke(args)
         except ValueError as exc:  # prefect-dbt raises this when dbt itself could not run
             raise DbtCommandFailed(f"dbt {command} could not run: {_first_line(exc)}") from None
+        finally:
+            _join_node_threads(threads_before)
     outcome = summarise(command, getattr(result.result, "results", None) or [])
     if not result.success:
         if outcome.failures:
             raise DbtCommandFailed(describe_failures(outcome), outcome)
         raise DbtCommandFailed(f"dbt {command} failed: {_first_line(result.exception or 'no details')}", outcome)
     return outcome
+
+
+def _join_node_threads(threads_before: set[threading.Thread], timeout: float = 60.0) -> None:
+    # prefect-dbt reports each dbt node as a Prefect task from a daemon thread that it
+    # never joins: left running, those tasks can lose their final state, and a process
+    # exiting meanwhile can abort ("FATAL: exception not rethrown", exit code 134).
+    for thread in set(threading.enumerate()) - threads_before:
+        if thread.daemon and thread.name.endswith("(run_task)"):
+            thread.join(timeout)
 
 
 def dbt_log_level() -> EventLevel:
