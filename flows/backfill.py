@@ -58,8 +58,8 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
         if isinstance(outcome, StepFailed):
             failures.append(outcome)
             continue
-        changed += sum(1 for load in outcome if load.day in ledger and ledger[load.day].checksum != load.checksum)
-        progress.advance(len(outcome), sum(load.row_count for load in outcome))
+        changed += sum(1 for day in outcome.loads if day.day in ledger and ledger[day.day].checksum != day.checksum)
+        progress.advance(len(outcome.loads), outcome.rows)
     if failures:
         raise StepFailed(
             failures[0].step,

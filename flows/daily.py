@@ -1,5 +1,6 @@
 """The daily run: one logical day plus a short lookback, ingest → load → dbt run → dbt test."""
 
+import time
 from datetime import UTC, date, datetime
 
 from prefect import flow, runtime
@@ -19,13 +20,19 @@ def daily_weather(logical_date: date | None = None, lookback_days: int | None = 
     with step("prepare", window):
         dsn = warehouse_dsn(settings)
         locations = prepare_warehouse(dsn, settings.locations_file)
-    loads = ingest_window(settings, dsn, locations, window, runtime.flow_run.id)
+    ingested = ingest_window(settings, dsn, locations, window, runtime.flow_run.id)
+    transform_started = time.perf_counter()
     models, tests = transform_window(dsn, window, settings.dbt_project_dir)
     return {
         "kind": "daily",
         "logical_date": day.isoformat(),
         "window": window_data(window),
-        "rows_loaded": sum(load.row_count for load in loads),
+        "rows_loaded": ingested.rows,
+        "seconds": {
+            "extract": round(ingested.extract_seconds, 3),
+            "load": round(ingested.load_seconds, 3),
+            "dbt": round(time.perf_counter() - transform_started, 3),
+        },
         "dbt_models": models.counts,
         "dbt_tests": {"counts": tests.counts, "failures": []},
     }

@@ -115,7 +115,7 @@ def _run_daily(day: date | None, say: Callable[[str], None]) -> int:
     say(
         f"pipeline run succeeded: logical date {summary['logical_date']}, window "
         f"{summary['window']['first_day']}..{summary['window']['last_day']}, {summary['rows_loaded']} rows loaded, "
-        f"dbt tests {summary['dbt_tests']['counts']}"
+        f"dbt tests {summary['dbt_tests']['counts']}; seconds: {summary['seconds']}"
     )
     return 0
 

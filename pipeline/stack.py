@@ -70,6 +70,9 @@ class StackState:
     source_url: str | None = None
     processes: list[Process] = field(default_factory=list)
 
+    def process(self, name: str) -> Process | None:
+        return next((p for p in self.processes if p.name == name), None)
+
 
 @dataclass(frozen=True)
 class StackPaths:
@@ -191,65 +194,40 @@ def up(settings: Settings, port: int, pool: str, local_source: bool = False, say
     paths = StackPaths(settings.data_dir / "stack")
     api_url = f"http://127.0.0.1:{port}/api"
     previous = load_state(paths)
-    running = {p.name: p for p in previous.processes if is_running(p)} if previous else {}
-    if "server" in running and previous.api_url != api_url:
+    alive = [p for p in previous.processes if is_running(p)] if previous else []
+    state = StackState(api_url=api_url, ui_url=f"http://127.0.0.1:{port}", processes=alive)
+    if state.process("server") and previous.api_url != api_url:
         raise StackError(f"the stack already runs a server at {previous.api_url}; run `pipeline down` first")
-    state = StackState(api_url=api_url, ui_url=f"http://127.0.0.1:{port}", processes=list(running.values()))
     env = stack_env(paths, api_url)
+
+    def ensure(name: str, argv: list[str]) -> Process:
+        # Recorded as soon as it starts, so `down` can stop it even if a later step fails.
+        process = state.process(name) or start_process(name, argv, env, paths.logs / f"{name}.log")
+        _record(paths, state, process)
+        return process
 
     if settings.database_url is None:
         dsn, postmaster = start_embedded_postgres(paths.postgres)
-        _replace(state, postmaster)
-        save_state(paths, state)
+        _record(paths, state, postmaster)
         settings = settings.model_copy(update={"database_url": SecretStr(dsn)})
         say(f"warehouse: embedded Postgres in {paths.postgres}")
     if local_source:
-        source = running.get("source")
-        state.source_url = previous.source_url if source and previous else None
-        if state.source_url is None:
-            source_port = free_port()
-            source = start_process(
-                "source",
-                [_console_script("pipeline"), "source", "serve", "--port", str(source_port)],
-                env,
-                paths.logs / "source.log",
-            )
-            state.source_url = f"http://127.0.0.1:{source_port}"
-            _replace(state, source)
-            save_state(paths, state)
-            wait_until(lambda: _answers(state.source_url), source, 30.0, "the local source API")
+        reuse = previous is not None and previous.source_url and state.process("source")
+        state.source_url = previous.source_url if reuse else f"http://127.0.0.1:{free_port()}"
+        port_text = state.source_url.rsplit(":", 1)[1]
+        source = ensure("source", [_console_script("pipeline"), "source", "serve", "--port", port_text])
+        wait_until(lambda: _answers(state.source_url), source, 30.0, "the local source API")
         # The local server has no quota to protect.
         settings = settings.model_copy(update={"source_url": state.source_url, "source_rate_limit": ""})
         say(f"source API: local, {state.source_url}")
 
-    server = running.get("server")
-    if server is None:
-        server = start_process(
-            "server",
-            server_command(port),
-            env,
-            paths.logs / "server.log",
-        )
-        _replace(state, server)
-        save_state(paths, state)
+    server = ensure("server", server_command(port))
     wait_until(lambda: api_healthy(api_url), server, SERVER_STARTUP_SECONDS, f"the Prefect server at {api_url}")
     say(f"Prefect server: {api_url} (pid {server.pid}, log {server.log})")
-
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         configure_server(settings, pool, say=say)
-
-    if "worker" not in running:
-        worker = start_process(
-            "worker",
-            worker_command(pool),
-            env,
-            paths.logs / "worker.log",
-        )
-        _replace(state, worker)
-        save_state(paths, state)
-    worker = next(p for p in state.processes if p.name == "worker")
+    worker = ensure("worker", worker_command(pool))
     say(f"process worker on pool {pool}: pid {worker.pid}, log {worker.log}")
-    save_state(paths, state)
     return state
 
 
@@ -469,8 +447,9 @@ def _sigint_not_ignored() -> Iterator[None]:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _replace(state: StackState, process: Process) -> None:
+def _record(paths: StackPaths, state: StackState, process: Process) -> None:
     state.processes = [p for p in state.processes if p.name != process.name] + [process]
+    save_state(paths, state)
 
 
 def _console_script(name: str) -> str:

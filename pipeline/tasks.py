@@ -1,9 +1,11 @@
 """Prefect tasks: the pipeline's steps, each a thin wrapper over a role module."""
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 from prefect import task
@@ -17,6 +19,18 @@ from pipeline import extract, load, transform, warehouse
 from pipeline.locations import Location, read_locations
 from pipeline.settings import Settings
 from pipeline.window import Window
+
+
+class Ingested(NamedTuple):
+    """What one window's ingest wrote, and where its time went."""
+
+    loads: list[load.DayLoad]
+    extract_seconds: float
+    load_seconds: float
+
+    @property
+    def rows(self) -> int:
+        return sum(day.row_count for day in self.loads)
 
 
 class StepFailed(Exception):
@@ -127,12 +141,13 @@ def ingest_window(
     window: Window,
     flow_run_id: str | None,
     cache: bool = True,
-) -> list[load.DayLoad]:
+) -> Ingested:
     """Extract then load one window; a failure in either marks its days failed in the ledger.
 
     The daily run ingests its window once; a backfill submits one per chunk, in parallel.
     """
     fetch = fetcher(settings, cache=cache)
+    started = time.perf_counter()
     try:
         with step("extract", window):
             batches = [
@@ -145,8 +160,10 @@ def ingest_window(
                 )
                 for batch in extract.batch_locations(locations, settings.locations_per_request)
             ]
+        extracted = time.perf_counter()
         with step("load", window):
-            return load_observations(dsn, window, locations, batches, flow_run_id)
+            loads = load_observations(dsn, window, locations, batches, flow_run_id)
+        return Ingested(loads, extracted - started, time.perf_counter() - extracted)
     except StepFailed as failure:
         try:
             record_failed_days(dsn, window, str(failure), flow_run_id)
@@ -161,7 +178,7 @@ def ingest_chunks(
     locations: tuple[Location, ...],
     chunks: Sequence[Window],
     flow_run_id: str | None,
-) -> Iterator[list[load.DayLoad] | StepFailed]:
+) -> Iterator[Ingested | StepFailed]:
     """Ingest chunks with at most `backfill_workers` in flight; yields each as it finishes.
 
     A failed chunk is yielded, not raised, so one bad week does not waste the others.

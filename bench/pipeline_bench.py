@@ -1,0 +1,276 @@
+"""Benchmark the pipeline against its ceilings, in one invocation, on this machine.
+
+Stages (all by default): daily (one day × 10 and × 1,000 locations, with the lookback, split into
+extract / load / dbt / fixed start-up), ceiling (binary COPY of the same rows), backfill (a year ×
+1,000 locations end to end, and its COPY ceiling), baseline (30 daily runs vs one 30-day backfill),
+history (a daily run after three years of history vs after a week).
+
+    .venv/bin/python bench/pipeline_bench.py [--stages daily,ceiling,...] [--repeats 3]
+
+Needs a Postgres (PIPELINE_BENCH_ADMIN_URL, default the local server on 127.0.0.1:5432). Starts the
+project's source server and a Prefect server as subprocesses; runs each measured command as its
+own `pipeline` process and samples its peak memory.
+"""
+
+import argparse
+import ast
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import httpx
+import psutil
+import psycopg
+from psycopg import sql
+
+from pipeline import extract, load, warehouse
+from pipeline.locations import Location, read_locations
+from pipeline.window import Window, chunk, daily_window
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DAY = date(2024, 3, 9)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_locations(path: Path, count: int) -> Path:
+    lines = ["location_id,name,latitude,longitude"]
+    for i in range(count):
+        lines.append(f"loc{i:04d},Location {i},{-60 + (i * 7.919) % 130:.4f},{-180 + (i * 13.37) % 360:.4f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Bench:
+    def __init__(self, admin: str, work: Path):
+        self.admin = admin
+        self.work = work
+        self.env = os.environ | {
+            "DO_NOT_TRACK": "1",
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_HOME": str(work / "prefect"),
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            "PIPELINE_SOURCE_RATE_LIMIT": "",
+        }
+        self.processes: list[subprocess.Popen] = []
+
+    def start_services(self) -> None:
+        source_port, prefect_port = free_port(), free_port()
+        self.processes.append(self._spawn([BIN / "pipeline", "source", "serve", "--port", str(source_port)], "source"))
+        self.processes.append(self._spawn([BIN / "prefect", "server", "start", "--port", str(prefect_port)], "prefect"))
+        self.env["PIPELINE_SOURCE_URL"] = f"http://127.0.0.1:{source_port}"
+        self.env["PREFECT_API_URL"] = f"http://127.0.0.1:{prefect_port}/api"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.env['PREFECT_API_URL']}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        raise RuntimeError("Prefect server did not start")
+
+    def _spawn(self, command, name) -> subprocess.Popen:
+        log = open(self.work / f"{name}.log", "w")  # noqa: SIM115 - kept open for the process's life
+        return subprocess.Popen([str(c) for c in command], env=self.env, stdout=log, stderr=log, start_new_session=True)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def fresh_database(self, name: str) -> str:
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        info = psycopg.conninfo.conninfo_to_dict(self.admin) | {"dbname": name}
+        return psycopg.conninfo.make_conninfo(**info)
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+    def pipeline(self, args: list[str], **env) -> tuple[float, int, str]:
+        """Run `pipeline …` as its own process; returns (wall seconds, peak RSS of its process tree, output)."""
+        started = time.perf_counter()
+        process = psutil.Popen(
+            [str(BIN / "pipeline"), *args], env=self.env | env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        peak = 0
+        while process.poll() is None:
+            try:
+                tree = [process, *process.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+        wall = time.perf_counter() - started
+        output = process.stdout.read().decode()
+        if process.returncode != 0:
+            raise RuntimeError(f"pipeline {' '.join(args)} failed:\n{output[-3000:]}")
+        return wall, peak, output
+
+
+def copy_ceiling(
+    dsn: str, source_url: str, locations: tuple[Location, ...], windows: list[Window]
+) -> tuple[float, int]:
+    """Seconds to binary-COPY the given windows' rows into an empty keyed table; buffers are built untimed."""
+    seconds, rows = 0.0, 0
+    with warehouse.connect(dsn) as conn, httpx.Client(base_url=source_url, timeout=120) as client:
+        conn.execute("drop schema if exists ceiling cascade")
+        conn.execute("create schema ceiling")
+        conn.execute("create table ceiling.hourly_weather (like raw.hourly_weather including all)")
+        conn.commit()
+        statement = sql.SQL(str(load.query("copy_hourly_weather").as_string(conn)).replace("raw.", "ceiling."))
+        for window in windows:
+            batches = [extract.fetch(client, batch, window) for batch in extract.batch_locations(locations, 100)]
+            body = load._COPY_HEADER + b"".join(load.copy_buffer(b) for b in batches) + load._COPY_TRAILER
+            started = time.perf_counter()
+            with conn.transaction(), conn.cursor() as cursor, cursor.copy(statement) as copy:
+                copy.write(body)
+            seconds += time.perf_counter() - started
+            rows += sum(b.row_count for b in batches)
+        conn.execute("drop schema ceiling cascade")
+        conn.commit()
+    return seconds, rows
+
+
+def step_seconds(output: str) -> dict[str, float]:
+    """The `seconds: {...}` that `pipeline run` prints: extract, load and dbt as the flow timed them."""
+    match = re.search(r"seconds: (\{.*?\})", output)
+    if not match:
+        raise RuntimeError(f"no step timings in:\n{output[-2000:]}")
+    return ast.literal_eval(match.group(1))
+
+
+def mb(value: float) -> str:
+    return f"{value / 2**20:,.0f} MB"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stages", default="daily,ceiling,backfill,baseline,history")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    stages = set(args.stages.split(","))
+    admin = os.environ.get("PIPELINE_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    work = Path(tempfile.mkdtemp(prefix="weather-bench-"))
+    bench = Bench(admin, work)
+    small, large = write_locations(work / "l10.csv", 10), write_locations(work / "l1000.csv", 1000)
+    print(
+        f"# machine: {platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
+        f"{mb(psutil.virtual_memory().total)} RAM, Python {platform.python_version()}"
+    )
+    bench.start_services()
+    try:
+        if "daily" in stages or "ceiling" in stages:
+            for label, path in (("10", small), ("1000", large)):
+                dsn = bench.fresh_database("weather_bench")
+                env = {"PIPELINE_DATABASE_URL": dsn, "PIPELINE_LOCATIONS_FILE": str(path)}
+                bench.pipeline(["run", "--date", str(DAY - timedelta(days=1))], **env)  # warm-up: schema, dbt parse
+                walls, peaks, steps = [], [], []
+                for _ in range(args.repeats):
+                    wall, peak, output = bench.pipeline(["run", "--date", str(DAY)], **env)
+                    walls.append(wall), peaks.append(peak), steps.append(step_seconds(output))
+                med = {k: statistics.median(s[k] for s in steps) for k in steps[0]}
+                wall = statistics.median(walls)
+                fixed = wall - med["extract"] - med["load"] - med["dbt"]
+                print(
+                    f"daily × {label} locations (6-day window, {int(label) * 144:,} rows), median of {args.repeats}: "
+                    f"wall {wall:.1f} s, peak {mb(max(peaks))} | extract {med['extract']:.2f} s, "
+                    f"load {med['load']:.2f} s, dbt run + test {med['dbt']:.1f} s, "
+                    f"fixed start-up and orchestration (process, imports, Prefect, dbt parse) {fixed:.1f} s"
+                )
+                if "ceiling" in stages:
+                    seconds, rows = copy_ceiling(
+                        dsn, bench.env["PIPELINE_SOURCE_URL"], read_locations(path), [daily_window(DAY, 5)]
+                    )
+                    print(
+                        f"  COPY ceiling for the same {rows:,} rows: {seconds:.2f} s ({rows / seconds:,.0f} rows/s); "
+                        f"load / ceiling = {med['load'] / seconds:.2f}×"
+                    )
+                bench.drop_database("weather_bench")
+        if "backfill" in stages:
+            dsn = bench.fresh_database("weather_bench")
+            env = {"PIPELINE_DATABASE_URL": dsn, "PIPELINE_LOCATIONS_FILE": str(large)}
+            year = Window(date(2023, 1, 1), date(2023, 12, 31))
+            wall, peak, output = bench.pipeline(
+                ["backfill", "--start", str(year.first), "--end", str(year.last), "--yes"], **env
+            )
+            rows = 365 * 24 * 1000
+            print(
+                f"backfill year × 1,000 locations ({rows:,} rows) end to end, dbt and tests included: "
+                f"wall {wall:.1f} s, {rows / wall:,.0f} rows/s, peak {mb(peak)}"
+            )
+            print("  " + output.strip().splitlines()[-1])
+            seconds, copied = copy_ceiling(
+                dsn, bench.env["PIPELINE_SOURCE_URL"], read_locations(large), chunk(year, 14)
+            )
+            print(
+                f"  COPY ceiling for the same {copied:,} rows: {seconds:.1f} s ({copied / seconds:,.0f} rows/s); "
+                f"end to end / ceiling = {wall / seconds:.2f}×"
+            )
+            bench.drop_database("weather_bench")
+        if "baseline" in stages:
+            days = Window(date(2024, 1, 1), date(2024, 1, 30))
+            dsn = bench.fresh_database("weather_bench")
+            env = {"PIPELINE_DATABASE_URL": dsn, "PIPELINE_LOCATIONS_FILE": str(large), "PIPELINE_LOOKBACK_DAYS": "0"}
+            started = time.perf_counter()
+            for day in days.days:
+                bench.pipeline(["run", "--date", str(day)], **env)
+            naive = time.perf_counter() - started
+            with psycopg.connect(dsn) as conn:
+                naive_state = warehouse.day_checksums(conn, "raw"), warehouse.day_checksums(conn, "mart")
+            dsn = bench.fresh_database("weather_bench")
+            env["PIPELINE_DATABASE_URL"] = dsn
+            backfill, _, _ = bench.pipeline(["backfill", "--start", str(days.first), "--end", str(days.last)], **env)
+            with psycopg.connect(dsn) as conn:
+                same = naive_state == (warehouse.day_checksums(conn, "raw"), warehouse.day_checksums(conn, "mart"))
+            print(
+                f"30 days × 1,000 locations: 30 daily runs {naive:.1f} s, one backfill {backfill:.1f} s, "
+                f"ratio {naive / backfill:.1f}×; identical per-day checksums: {same}"
+            )
+            bench.drop_database("weather_bench")
+        if "history" in stages:
+            results = {}
+            for label, first in (("one week", DAY - timedelta(days=7)), ("three years", DAY - timedelta(days=3 * 365))):
+                dsn = bench.fresh_database("weather_bench")
+                env = {"PIPELINE_DATABASE_URL": dsn, "PIPELINE_LOCATIONS_FILE": str(large)}
+                bench.pipeline(
+                    ["backfill", "--start", str(first), "--end", str(DAY - timedelta(days=1)), "--yes"], **env
+                )
+                walls, dbts = [], []
+                for _ in range(args.repeats):
+                    wall, _, output = bench.pipeline(["run", "--date", str(DAY)], **env)
+                    walls.append(wall), dbts.append(step_seconds(output)["dbt"])
+                results[label] = (statistics.median(walls), statistics.median(dbts))
+                wall, dbt = results[label]
+                print(f"daily × 1,000 after {label} of history: wall {wall:.1f} s, dbt {dbt:.1f} s")
+                bench.drop_database("weather_bench")
+            print(
+                f"  three years / one week: wall {results['three years'][0] / results['one week'][0]:.2f}×, "
+                f"dbt {results['three years'][1] / results['one week'][1]:.2f}×"
+            )
+    finally:
+        bench.stop()
+
+
+if __name__ == "__main__":
+    main()
