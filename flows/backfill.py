@@ -1,5 +1,6 @@
 """Backfill: any range of logical dates, planned from the ledger, loaded in parallel chunks, one dbt run."""
 
+import time
 from datetime import UTC, date, datetime
 
 from prefect import flow, runtime
@@ -52,6 +53,7 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
         return summary | {"dry_run": True}
 
     progress = BackfillProgress(len(plan.load_days))
+    progress_started = time.perf_counter()
     failures: list[StepFailed] = []
     changed = 0
     for outcome in ingest_chunks(settings, dsn, locations, plan.chunks, runtime.flow_run.id):
@@ -66,8 +68,13 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
             window,
             RuntimeError(f"{len(failures)} of {len(plan.chunks)} chunks failed, first: {failures[0]}"),
         )
+    ingest_seconds = time.perf_counter() - progress_started
     tests = transform_window(dsn, plan.dbt_window, settings.dbt_project_dir)[1] if plan.dbt_window else None
     summary |= {
+        "seconds": {
+            "ingest": round(ingest_seconds, 3),
+            "dbt": round(time.perf_counter() - progress_started - ingest_seconds, 3),
+        },
         "rows_loaded": progress.rows,
         "checksums_changed": changed,
         "dbt_tests": {"counts": tests.counts, "failures": []} if tests else None,

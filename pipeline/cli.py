@@ -141,7 +141,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if not args.dry_run:
         print(
             f"pipeline backfill succeeded: {summary['days_planned']} days loaded, {summary['rows_loaded']:,} rows, "
-            f"{summary['checksums_changed']} days changed, dbt tests {(summary['dbt_tests'] or {}).get('counts')}"
+            f"{summary['checksums_changed']} days changed, dbt tests {(summary['dbt_tests'] or {}).get('counts')}; "
+            f"seconds: {summary['seconds']}"
         )
     return 0
 
