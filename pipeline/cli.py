@@ -4,7 +4,6 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 from prefect.settings import (
@@ -103,16 +102,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run_daily(args.date, print)
+    return _run_daily(args.date)
 
 
-def _run_daily(day: date | None, say: Callable[[str], None]) -> int:
-    state = daily_weather(logical_date=day, return_state=True)
-    if not state.is_completed():
-        print(f"pipeline run failed: {_reason(state)}", file=sys.stderr)
+def _finished(state, command: str) -> dict | None:
+    """The flow's result, or None after printing the one-line reason it failed."""
+    if state.is_completed():
+        return state.result()
+    result = state.result(raise_on_failure=False)
+    reason = str(result).strip().splitlines()[0] if isinstance(result, BaseException) else str(state.message)
+    print(f"pipeline {command} failed: {reason}", file=sys.stderr)
+    return None
+
+
+def _run_daily(day: date | None) -> int:
+    summary = _finished(daily_weather(logical_date=day, return_state=True), "run")
+    if summary is None:
         return 1
-    summary = state.result()
-    say(
+    print(
         f"pipeline run succeeded: logical date {summary['logical_date']}, window "
         f"{summary['window']['first_day']}..{summary['window']['last_day']}, {summary['rows_loaded']} rows loaded, "
         f"dbt tests {summary['dbt_tests']['counts']}; seconds: {summary['seconds']}"
@@ -133,10 +140,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     state = backfill_weather(
         start_date=args.start, end_date=args.end, reprocess=args.reprocess, dry_run=args.dry_run, return_state=True
     )
-    if not state.is_completed():
-        print(f"pipeline backfill failed: {_reason(state)}", file=sys.stderr)
+    summary = _finished(state, "backfill")
+    if summary is None:
         return 1
-    summary = state.result()
     print(summary["plan"])
     if not args.dry_run:
         print(
@@ -153,7 +159,6 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     since = args.since or yesterday - timedelta(days=29)
     expected = Window(since, yesterday)
     with warehouse.connect(warehouse_dsn(settings).get_secret_value()) as conn:
-        warehouse.migrate(conn)
         missing, failed = gaps(expected, load.ledger_status(conn, expected))
     print(f"checked {expected} ({len(expected)} logical dates)")
     print(f"missing: {_days(missing)}")
@@ -165,11 +170,9 @@ def cmd_gaps(args: argparse.Namespace) -> int:
 
 
 def cmd_check_freshness(args: argparse.Namespace) -> int:
-    state = check_freshness(logical_date=args.date, return_state=True)
-    if not state.is_completed():
-        print(f"pipeline check-freshness failed: {_reason(state)}", file=sys.stderr)
+    result = _finished(check_freshness(logical_date=args.date, return_state=True), "check-freshness")
+    if result is None:
         return 2
-    result = state.result()
     if not result["late"]:
         print(f"{result['logical_date']}: landed")
         return 0
@@ -180,11 +183,6 @@ def cmd_check_freshness(args: argparse.Namespace) -> int:
 
 def _days(days: list[date]) -> str:
     return ", ".join(str(run) for run in consecutive_runs(days)) or "none"
-
-
-def _reason(state) -> str:
-    result = state.result(raise_on_failure=False)
-    return str(result).strip().splitlines()[0] if isinstance(result, BaseException) else str(state.message)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -200,7 +198,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     os.environ["PIPELINE_DATABASE_URL"] = dsn.get_secret_value()
     print(f"demo: warehouse {warehouse.redact_dsn(dsn.get_secret_value())}")
     try:
-        code = _run_daily(args.date, print)
+        code = _run_daily(args.date)
     finally:
         if server is not None:
             server.stop()
