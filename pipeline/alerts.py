@@ -9,7 +9,12 @@ from pipeline.warehouse import query
 
 
 def claim(conn: psycopg.Connection, deployment: str, logical_date: date, kind: str, flow_run_id: str | None) -> bool:
-    """True the first time an alert is claimed; False for every repeat of it."""
+    """True the first time an alert is claimed; False for every repeat of it.
+
+    Before the warehouse is set up (a run that failed that early) every alert goes out.
+    """
+    if not _has_alerts_table(conn):
+        return True
     with conn.transaction():
         row = conn.execute(
             query("claim_alert"),
@@ -20,6 +25,8 @@ def claim(conn: psycopg.Connection, deployment: str, logical_date: date, kind: s
 
 def recover(conn: psycopg.Connection, flow: str, logical_date: date) -> list[str]:
     """Close the open alerts of a logical date that has now landed; returns their kinds."""
+    if not _has_alerts_table(conn):
+        return []
     with conn.transaction():
         rows = conn.execute(query("claim_recovery"), {"flow": flow, "logical_date": logical_date})
         return sorted(kind for (kind,) in rows)
@@ -44,3 +51,7 @@ def due_logical_date(now: datetime, deadline: time) -> date:
 
 def deadline_at(logical_date: date, deadline: time) -> datetime:
     return datetime.combine(logical_date + timedelta(days=1), deadline, tzinfo=UTC)
+
+
+def _has_alerts_table(conn: psycopg.Connection) -> bool:
+    return conn.execute("select to_regclass('ops.alerts') is not null").fetchone()[0]

@@ -89,7 +89,6 @@ def send_run_notification(flow, flow_run, state) -> None:
     if logical_date is not None and not backfill:
         try:
             with warehouse.connect(warehouse_dsn(settings).get_secret_value()) as conn:
-                warehouse.migrate(conn)
                 if failed and not alerts.claim(conn, deployment_key(), logical_date, "failed", str(flow_run.id)):
                     logger.info("failure of %s for %s already alerted", deployment_key(), logical_date)
                     return
