@@ -59,7 +59,7 @@ class Process:
     started_at: float
     log: str
     stop_signal: str = "SIGTERM"
-    # Started as the leader of its own session: signal the whole group (the worker's flow runs too).
+    # Started as the leader of its own session: signal its whole process group.
     group: bool = True
 
 
@@ -139,11 +139,12 @@ def ensure_rate_limit(name: str, slots: int, decay_per_second: float) -> str:
     return f"rate limit {name}: {slots} slots, {decay_per_second:g} freed per second"
 
 
-def deploy(project_dir: Path, pool: str, env: dict[str, str] | None = None) -> str:
+def deploy(project_dir: Path, pool: str) -> str:
     """`prefect --no-prompt deploy --all` in `project_dir`, against the server in PREFECT_API_URL."""
-    env = {**os.environ, **(env or {}), "PREFECT_DEFAULT_WORK_POOL_NAME": pool}
+    env = {**os.environ, "PREFECT_DEFAULT_WORK_POOL_NAME": pool}
+    # This process's setting (a profile, or `up`'s own server) wins over an inherited variable.
     if api_url := PREFECT_API_URL.value():
-        env.setdefault("PREFECT_API_URL", api_url)
+        env["PREFECT_API_URL"] = api_url
     result = subprocess.run(
         [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
         cwd=project_dir,

@@ -1,0 +1,129 @@
+"""The block documents deployments read connections and secrets from, written from and resolved into Settings."""
+
+import logging
+import os
+
+import httpx
+from prefect import runtime
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
+
+from blocks.source import SourceApi
+from blocks.warehouse import WarehouseConnection
+from blocks.webhook import NotificationWebhook
+from pipeline.settings import Settings
+from pipeline.warehouse import redact_dsn
+
+WAREHOUSE = "weather-warehouse"
+SOURCE_API = "weather-source-api"
+WEBHOOK = "weather-webhook"
+BLOCK_TYPES = (WarehouseConnection, SourceApi, NotificationWebhook)
+FROM_BLOCKS = "PIPELINE_SETTINGS_FROM_BLOCKS"
+# Which settings each document provides, in the order they are reported.
+PROVIDES = {
+    WAREHOUSE: ("database_url",),
+    SOURCE_API: ("source_url", "http_timeout_seconds", "source_rate_limit"),
+    WEBHOOK: ("webhook_url", "webhook_secret"),
+}
+
+logger = logging.getLogger("pipeline.blocks")
+
+
+def blocks_enabled() -> bool:
+    """Whether settings come from block documents: in deployment runs, unless PIPELINE_SETTINGS_FROM_BLOCKS says."""
+    flag = os.environ.get(FROM_BLOCKS, "").strip().lower()
+    if flag in ("1", "true", "yes"):
+        return True
+    if flag in ("0", "false", "no"):
+        return False
+    if flag:
+        raise ValueError(f"{FROM_BLOCKS}={flag!r} is not understood: expected 1 or 0")
+    return runtime.deployment.id is not None
+
+
+def resolve_settings() -> Settings:
+    """`Settings()` from the environment, with connections and secrets from block documents where they exist."""
+    settings = Settings()
+    if not blocks_enabled():
+        return settings
+    updates, origins = overrides(
+        _load(WarehouseConnection, WAREHOUSE), _load(SourceApi, SOURCE_API), _load(NotificationWebhook, WEBHOOK)
+    )
+    _run_logger().info(describe_origins(origins))
+    return settings.model_copy(update=updates)
+
+
+def overrides(
+    warehouse: WarehouseConnection | None, source: SourceApi | None, webhook: NotificationWebhook | None
+) -> tuple[dict, dict[str, str]]:
+    """The settings the given documents replace, and where each setting comes from (document name or `env`)."""
+    updates: dict = {}
+    if warehouse is not None:
+        updates["database_url"] = warehouse.database_url
+    if source is not None:
+        updates |= {
+            "source_url": source.base_url,
+            "http_timeout_seconds": source.timeout_seconds,
+            "source_rate_limit": source.rate_limit,
+        }
+    if webhook is not None:
+        updates |= {"webhook_url": webhook.url, "webhook_secret": webhook.signing_key}
+    origins = {name: document if name in updates else "env" for document, names in PROVIDES.items() for name in names}
+    return updates, origins
+
+
+def describe_origins(origins: dict[str, str]) -> str:
+    """One log line naming where each setting came from; it never contains a value."""
+    by_origin: dict[str, list[str]] = {}
+    for name, origin in origins.items():
+        by_origin.setdefault(origin, []).append(name)
+    parts = [
+        f"{', '.join(names)} from {'the environment' if origin == 'env' else f'block {origin}'}"
+        for origin, names in by_origin.items()
+    ]
+    return "settings: " + "; ".join(parts)
+
+
+def apply_blocks(settings: Settings) -> list[str]:
+    """Register the block types and write the documents from `settings`; returns what was done, without secrets."""
+    for block_type in BLOCK_TYPES:
+        block_type.register_type_and_schema()
+    done = []
+    if settings.database_url is None:
+        done.append(f"{WAREHOUSE}: not written, PIPELINE_DATABASE_URL is unset (an existing document is kept)")
+    else:
+        WarehouseConnection(database_url=settings.database_url).save(WAREHOUSE, overwrite=True)
+        done.append(f"{WAREHOUSE}: saved ({redact_dsn(settings.database_url.get_secret_value())})")
+    source = SourceApi(
+        base_url=settings.source_url,
+        timeout_seconds=settings.http_timeout_seconds,
+        rate_limit=settings.source_rate_limit,
+    )
+    source.save(SOURCE_API, overwrite=True)
+    done.append(
+        f"{SOURCE_API}: saved ({source.base_url}, timeout {source.timeout_seconds:g} s, "
+        f"rate limit {source.rate_limit or 'none'})"
+    )
+    if settings.webhook_url is None:
+        done.append(f"{WEBHOOK}: not written, PIPELINE_WEBHOOK_URL is unset (an existing document is kept)")
+    else:
+        webhook = NotificationWebhook(url=settings.webhook_url, signing_key=settings.webhook_secret)
+        webhook.save(WEBHOOK, overwrite=True)
+        url = httpx.URL(settings.webhook_url.get_secret_value())
+        signed = "signed" if webhook.signing_key else "unsigned"
+        done.append(f"{WEBHOOK}: saved ({url.scheme}://{url.host}/…, {signed})")
+    return done
+
+
+def _load(block_type: type, name: str):
+    try:
+        return block_type.load(name)
+    except ValueError:  # Prefect's "Unable to find block document named …": keep the environment's value
+        return None
+
+
+def _run_logger() -> logging.Logger | logging.LoggerAdapter:
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logger

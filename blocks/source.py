@@ -1,0 +1,36 @@
+"""The source API block: where the Open-Meteo-compatible archive lives and how hard to call it."""
+
+import httpx
+from prefect.blocks.core import Block
+from pydantic import Field, field_validator
+
+from pipeline.settings import Settings
+
+_DEFAULTS = Settings.model_fields
+
+
+class SourceApi(Block):
+    """An Open-Meteo-compatible archive API: base URL, request timeout, rate limit."""
+
+    _block_type_name = "Source API"
+    _description = "An Open-Meteo-compatible archive API ({base_url}/v1/archive) and the limits to call it with."
+
+    base_url: str = Field(default=_DEFAULTS["source_url"].default, description="Base URL, without /v1/archive.")
+    timeout_seconds: float = Field(default=_DEFAULTS["http_timeout_seconds"].default, gt=0)
+    rate_limit: str = Field(
+        default=_DEFAULTS["source_rate_limit"].default,
+        description="Name of the Prefect global concurrency limit (with slot decay) that paces calls; empty: none.",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    def client(self) -> httpx.Client:
+        """An HTTP client bound to the API's base URL and timeout."""
+        return httpx.Client(
+            base_url=self.base_url, timeout=self.timeout_seconds, headers={"user-agent": "weather-pipeline"}
+        )

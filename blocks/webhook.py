@@ -1,0 +1,51 @@
+"""The notification webhook block: where run notifications go and the key that signs them."""
+
+import base64
+import binascii
+
+from prefect.blocks.core import Block
+from pydantic import ConfigDict, Field, SecretStr, field_validator
+
+from pipeline import notify
+
+
+class NotificationWebhook(Block):
+    """An HTTPS endpoint for run notifications, signed per Standard Webhooks when a key is set."""
+
+    # Validation errors must not echo the input: it is a secret.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    _block_type_name = "Notification Webhook"
+    _description = "Where pipeline notifications are POSTed, and the whsec_ key that signs them."
+
+    # Webhook URLs often carry a token in the path or query (Slack, Teams), so the URL is a secret too.
+    url: SecretStr = Field(description="Endpoint that receives the JSON notifications.")
+    signing_key: SecretStr | None = Field(
+        default=None, description="Standard Webhooks secret, whsec_<base64>; unset sends unsigned notifications."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return value
+
+    @field_validator("signing_key")
+    @classmethod
+    def _whsec_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        try:
+            valid = secret.startswith("whsec_") and bool(base64.b64decode(secret[6:], validate=True))
+        except binascii.Error:
+            valid = False
+        if not valid:
+            raise ValueError("signing_key must be whsec_ followed by base64 (a Standard Webhooks secret)")
+        return value
+
+    def deliver(self, event: dict, msg_id: str) -> bool:
+        """POST one notification event, signed when a key is set; returns whether it was accepted."""
+        key = self.signing_key.get_secret_value() if self.signing_key else None
+        return notify.deliver(self.url.get_secret_value(), event, msg_id, key)

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Set up the weather pipeline on a Debian VM with Python 3.11+: the virtualenv, the Prefect
+# server and a process worker under systemd, then the work pool, queues, rate limit, blocks,
+# deployments and automations. Run it from the checkout, as root:
+#
+#   sudo deployments/bootstrap.sh                 # server and worker on this VM
+#   sudo deployments/bootstrap.sh --worker-only   # one more worker for an existing server
+#
+# Every step converges, so re-running after a `git pull` or an edit of the env file is the way
+# to apply changes. Services run as the owner of the checkout (override: WEATHER_USER=name).
+set -euo pipefail
+
+checkout=$(cd "$(dirname "$0")/.." && pwd)
+env_file=/etc/weather-pipeline/weather.env
+unit_dir=/etc/systemd/system
+worker_only=false
+case "${1:-}" in
+    "") ;;
+    --worker-only) worker_only=true ;;
+    *) echo "usage: $0 [--worker-only]" >&2; exit 2 ;;
+esac
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "bootstrap: run as root: sudo $0 $*" >&2
+    exit 2
+fi
+service_user=${WEATHER_USER:-$(stat -c %U "$checkout")}
+service_group=$(id -gn "$service_user")
+as_service_user() { runuser -u "$service_user" -- "$@"; }
+say() { echo "bootstrap: $*"; }
+
+# Debian ships venv support separately; ./dev needs it to create .venv.
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    say "installing python3-venv"
+    apt-get update -qq && apt-get install -y -qq python3-venv
+fi
+
+# The virtualenv, from requirements.lock, exactly as the quickstart's ./dev installs it.
+say "installing the virtualenv in $checkout/.venv"
+as_service_user "$checkout/dev" pipeline --help >/dev/null
+
+if [ ! -f "$env_file" ]; then
+    install -d -m 0755 "$(dirname "$env_file")"
+    sed "s|^PIPELINE_CHECKOUT=.*|PIPELINE_CHECKOUT=$checkout|" "$checkout/deployments/weather.env.example" >"$env_file"
+    chown "root:$service_group" "$env_file"
+    chmod 0640 "$env_file"
+    say "created $env_file from deployments/weather.env.example"
+fi
+if grep -q '^[^#]*CHANGE_ME' "$env_file"; then
+    echo "bootstrap: $env_file still has CHANGE_ME values: fill them in (or comment them out), then run $0 again" >&2
+    exit 1
+fi
+set -a
+# shellcheck source=/dev/null
+. "$env_file"
+set +a
+
+install_unit() {
+    sed -e "s|@USER@|$service_user|g" -e "s|@CHECKOUT@|$checkout|g" \
+        "$checkout/deployments/systemd/$1" >"$unit_dir/$1"
+    chmod 0644 "$unit_dir/$1"
+}
+
+if [ "$worker_only" = false ]; then
+    install_unit prefect-server.service
+    systemctl daemon-reload
+    systemctl enable --quiet prefect-server.service
+    systemctl restart prefect-server.service
+    say "waiting for the Prefect API at $PREFECT_API_URL"
+    # A fresh SQLite database is migrated on first start: allow a few minutes on a small VM.
+    "$checkout/.venv/bin/python" - "$PREFECT_API_URL" <<'PY'
+import sys, time, urllib.request
+deadline = time.monotonic() + 300
+while True:
+    try:
+        with urllib.request.urlopen(f"{sys.argv[1]}/health", timeout=3) as response:
+            if response.status == 200:
+                break
+    except OSError:
+        pass
+    if time.monotonic() > deadline:
+        sys.exit("bootstrap: the Prefect server did not answer within 300 s; see: journalctl -u prefect-server")
+    time.sleep(1)
+PY
+    # Work pool, queues daily (priority 1) and backfill (10), the open-meteo-api rate limit,
+    # blocks from the PIPELINE_* values, `prefect --no-prompt deploy --all` and the automations
+    # in deployments/automations/, each created or updated in place.
+    (cd "$checkout" && as_service_user "$checkout/.venv/bin/pipeline" deploy)
+fi
+
+install_unit prefect-worker.service
+systemctl daemon-reload
+systemctl enable --quiet prefect-worker.service
+# A restart picks up new code; a flow run in progress ends with it, so avoid the 06:00 UTC run.
+systemctl restart prefect-worker.service
+say "worker running on pool $PREFECT_DEFAULT_WORK_POOL_NAME (journalctl -u prefect-worker -f)"
+
+if [ "$worker_only" = false ]; then
+    port=${PREFECT_SERVER_API_PORT:-4200}
+    if [ -n "${PREFECT_UI_URL:-}" ]; then
+        say "Prefect UI: $PREFECT_UI_URL"
+    elif [ "${PREFECT_SERVER_API_HOST:-127.0.0.1}" = 127.0.0.1 ]; then
+        say "Prefect UI: http://127.0.0.1:$port on this VM; from your machine: ssh -L $port:127.0.0.1:$port $(hostname -f)"
+    else
+        say "Prefect UI: http://$(hostname -f):$port"
+    fi
+fi

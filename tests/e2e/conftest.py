@@ -1,0 +1,133 @@
+"""End-to-end fixtures: a real Prefect server and process worker, set up from this checkout's prefect.yaml.
+
+Package-scoped: started once for the tests in this folder and stopped before any other test runs.
+"""
+
+import os
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+from prefect.events.worker import EventsWorker
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from pipeline import stack
+from pipeline.settings import Settings
+from pipeline.source_server import SourceServer
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+POOL = "weather-pool"
+LOCATIONS = """location_id,name,latitude,longitude
+ams,Amsterdam,52.3676,4.9041
+cpt,Cape Town,-33.9249,18.4241
+rey,Reykjavík,64.1466,-21.9426
+"""
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="package")
+def stack_paths(tmp_path_factory) -> stack.StackPaths:
+    return stack.StackPaths(tmp_path_factory.mktemp("stack"))
+
+
+@pytest.fixture(scope="package")
+def source():
+    with SourceServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="package")
+def locations_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("locations") / "locations.csv"
+    path.write_text(LOCATIONS, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="package")
+def prefect_api(stack_paths):
+    """`prefect server start` on a free port, on SQLite in a fresh PREFECT_HOME; this process's client uses it."""
+    port = stack.free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    # A queued run asks for a slot again after this many seconds (default 30).
+    env = stack.stack_env(stack_paths, api_url) | {"PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "1"}
+    server = stack.start_process("server", stack.server_command(port), env, stack_paths.logs / "server.log")
+    try:
+        stack.wait_until(lambda: stack.api_healthy(api_url), server, stack.SERVER_STARTUP_SECONDS, "the Prefect server")
+        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            yield api_url
+            # Deliver this process's queued events (block loads emit some) while the server listens:
+            # a later drain of every events worker, as prefect_test_harness does, would wait on it.
+            EventsWorker.drain_all()
+    finally:
+        stack.stop_process(server)
+
+
+@pytest.fixture(scope="package")
+def configured(prefect_api, database_url, source) -> list[str]:
+    """The server as `pipeline deploy` leaves it, its blocks pointing at the test warehouse and source API."""
+    # The default rate limit stays on: runs take their slots from a real global concurrency limit.
+    settings = Settings(database_url=database_url, source_url=source.url)
+    said: list[str] = []
+    stack.configure_server(settings, POOL, project_dir=CHECKOUT, say=said.append)
+    return said
+
+
+class Worker:
+    """A `prefect worker start` subprocess that a test can kill and start again."""
+
+    def __init__(self, paths: stack.StackPaths, api_url: str, locations_file: Path):
+        # No PIPELINE_* variable from this process: the database and source API must reach the
+        # runs through the block documents, so the runs see only what blocks cannot carry.
+        base = {name: value for name, value in os.environ.items() if not name.startswith(("PIPELINE_", "PYTEST_"))}
+        self.env = stack.stack_env(paths, api_url, base) | {
+            "PIPELINE_CHECKOUT": str(CHECKOUT),
+            "PIPELINE_LOCATIONS_FILE": str(locations_file),
+            "PIPELINE_FETCH_RETRY_BASE_SECONDS": "0.05",
+            # Were the blocks ignored, a run would start an embedded Postgres here instead.
+            "PIPELINE_DATA_DIR": str(paths.root / "worker-data"),
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+        }
+        self.log = paths.logs / "worker.log"
+        self.process: stack.Process | None = None
+
+    def start(self) -> None:
+        self.process = stack.start_process("worker", stack.worker_command(POOL), self.env, self.log)
+
+    def kill(self) -> None:
+        """SIGKILL the worker and every process under it, as the OOM killer or a lost VM would."""
+        leader = psutil.Process(self.process.pid)
+        family = [leader, *leader.children(recursive=True)]
+        for proc in family:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(family, timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stack.stop_process(self.process)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="package")
+def worker(configured, stack_paths, prefect_api, locations_file):
+    worker = Worker(stack_paths, prefect_api, locations_file)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="package")
+def warehouse(database_url):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn

@@ -1,0 +1,102 @@
+"""The block documents `pipeline deploy` writes, read back through a real Prefect server."""
+
+import base64
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from blocks import SOURCE_API, WAREHOUSE, NotificationWebhook, SourceApi, WarehouseConnection, resolve_settings
+from pipeline import notify
+
+SIGNING_KEY = "whsec_" + base64.b64encode(b"e2e-test-signing-key-0123").decode()
+
+
+@pytest.fixture
+def receiver():
+    """A local endpoint that records the one notification it receives."""
+    received = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received["headers"] = dict(self.headers)
+            received["body"] = self.rfile.read(int(self.headers["content-length"]))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook/T0K3N", received
+    server.shutdown()
+
+
+def test_warehouse_document_connects_to_the_configured_database(configured, database_url):
+    block = WarehouseConnection.load(WAREHOUSE)
+
+    with block.connect() as conn:
+        name = conn.execute("select current_database()").fetchone()[0]
+
+    assert block.dsn() == database_url
+    assert name in database_url
+
+
+def test_source_api_document_calls_the_configured_api(configured, source):
+    block = SourceApi.load(SOURCE_API)
+    params = {"latitude": "52.37", "longitude": "4.9", "start_date": "2024-03-09", "end_date": "2024-03-09"}
+
+    with block.client() as client:
+        response = client.get("/v1/archive", params=params | {"hourly": "temperature_2m", "timezone": "UTC"})
+
+    assert block.base_url == source.url
+    assert response.status_code == 200
+    assert len(response.json()["hourly"]["time"]) == 24
+
+
+def test_warehouse_document_secret_leaves_the_server_only_on_request(configured, database_url):
+    with get_client(sync_client=True) as client:
+        hidden = client.read_block_document_by_name(WAREHOUSE, "warehouse-connection", include_secrets=False)
+        shown = client.read_block_document_by_name(WAREHOUSE, "warehouse-connection", include_secrets=True)
+
+    assert hidden.data["database_url"] != database_url
+    assert set(hidden.data["database_url"]) == {"*"}
+    assert shown.data["database_url"] == database_url
+
+
+def test_webhook_document_round_trip_signs_deliveries_with_its_key(configured, receiver):
+    url, received = receiver
+    # Not weather-webhook: the runs of the other tests would notify this short-lived endpoint.
+    NotificationWebhook(url=url, signing_key=SIGNING_KEY).save("e2e-webhook", overwrite=True)
+    try:
+        block = NotificationWebhook.load("e2e-webhook")
+        event = notify.build_event(notify.RUN_SUCCEEDED, {"rows_loaded": 72}, datetime.now(UTC))
+        delivered = block.deliver(event, "msg_e2e")
+    finally:
+        NotificationWebhook.delete("e2e-webhook")
+
+    headers = {name.lower(): value for name, value in received["headers"].items()}
+    expected = notify.sign(SIGNING_KEY, "msg_e2e", int(headers["webhook-timestamp"]), received["body"])
+    assert delivered
+    assert headers["webhook-signature"] == expected
+
+
+def test_resolve_settings_prefers_documents_and_keeps_the_environment_for_missing_ones(
+    configured, database_url, source, monkeypatch
+):
+    monkeypatch.setenv("PIPELINE_SETTINGS_FROM_BLOCKS", "1")
+    monkeypatch.setenv("PIPELINE_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("PIPELINE_SOURCE_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("PIPELINE_WEBHOOK_URL", "https://hooks.example.com/from-env")
+
+    settings = resolve_settings()
+
+    assert settings.database_url.get_secret_value() == database_url
+    assert settings.source_url == source.url
+    assert settings.source_rate_limit == "open-meteo-api"
+    # No weather-webhook document was written (PIPELINE_WEBHOOK_URL was unset at deploy time).
+    assert settings.webhook_url.get_secret_value() == "https://hooks.example.com/from-env"

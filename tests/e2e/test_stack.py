@@ -1,0 +1,52 @@
+"""`pipeline up` and `pipeline down` as a user runs them: in the background of a shell, then stopped by PID."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import psutil
+
+from pipeline import stack
+
+PIPELINE = str(Path(sys.executable).with_name("pipeline"))
+
+
+def test_pipeline_up_then_down_stops_exactly_the_processes_it_started(tmp_path):
+    port = stack.free_port()
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("PIPELINE_", "PREFECT_"))}
+    env |= {"PIPELINE_DATA_DIR": str(tmp_path), "DO_NOT_TRACK": "1"}
+    # `&` in a non-interactive shell starts the command with SIGINT ignored, which every child
+    # inherits: the case in which a Prefect worker used to shrug off SIGTERM.
+    up = subprocess.run(
+        ["bash", "-c", f'"{PIPELINE}" up --port {port} --local-source & wait $!'],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+    state = json.loads((tmp_path / "stack" / "pids.json").read_text(encoding="utf-8"))
+    processes = {p["name"]: psutil.Process(p["pid"]) for p in state["processes"]}
+    alive_after_up = {name: proc.is_running() for name, proc in processes.items()}
+    deployments = httpx.post(f"{state['api_url']}/deployments/filter", json={}).json()
+
+    down = subprocess.run([PIPELINE, "down"], env=env, capture_output=True, text=True, timeout=120)
+
+    assert f"Prefect UI: http://127.0.0.1:{port}" in up.stdout
+    assert alive_after_up == {"postgres": True, "source": True, "server": True, "worker": True}
+    assert sorted(d["name"] for d in deployments) == ["backfill", "daily"]
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert [line.split(" ")[0] for line in down.stdout.splitlines()] == ["worker", "source", "server", "postgres"]
+    assert "killed" not in down.stdout  # each stopped on its polite signal, within the timeout
+    assert not any(_alive(proc) for proc in processes.values())
+    assert not (tmp_path / "stack" / "pids.json").exists()
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -1,0 +1,181 @@
+import getpass
+import inspect
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect.events.schemas.automations import AutomationCore
+from prefect.flows import load_flow_from_entrypoint
+from prefect.utilities.callables import parameter_schema
+
+from pipeline.settings import Settings
+from pipeline.stack import QUEUES, automation_specs
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+DEPLOYMENTS = CHECKOUT / "deployments"
+UNITS = ("prefect-server.service", "prefect-worker.service")
+
+
+@pytest.fixture(scope="module")
+def prefect_yaml() -> dict:
+    return yaml.safe_load((CHECKOUT / "prefect.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def daily(prefect_yaml) -> dict:
+    return _deployment(prefect_yaml, "daily")
+
+
+@pytest.fixture(scope="module")
+def backfill(prefect_yaml) -> dict:
+    return _deployment(prefect_yaml, "backfill")
+
+
+def _deployment(prefect_yaml: dict, name: str) -> dict:
+    [deployment] = [d for d in prefect_yaml["deployments"] if d["name"] == name]
+    return deployment
+
+
+def test_prefect_yaml_daily_runs_at_0600_utc(daily):
+    [schedule] = daily["schedules"]
+
+    assert schedule["cron"] == "0 6 * * *"
+    assert schedule["timezone"] == "UTC"
+    assert schedule["active"] is True
+    assert schedule["slug"]
+
+
+def test_prefect_yaml_daily_runs_one_at_a_time_with_an_explicit_collision_strategy(daily):
+    assert daily["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+
+
+def test_prefect_yaml_daily_uses_the_daily_queue_and_enforces_its_parameter_schema(daily):
+    assert daily["work_pool"]["work_queue_name"] == "daily"
+    assert daily["enforce_parameter_schema"] is True
+
+
+def test_prefect_yaml_daily_defaults_leave_the_date_to_the_schedule(daily):
+    flow = load_flow_from_entrypoint(str(CHECKOUT / daily["entrypoint"]))
+
+    assert flow.name == "daily-weather"
+    assert daily["parameters"] == {"logical_date": None, "lookback_days": None}
+    assert set(daily["parameters"]) <= set(inspect.signature(flow.fn).parameters)
+
+
+def test_prefect_yaml_backfill_has_no_schedule_its_own_limit_and_the_backfill_queue(backfill, daily):
+    assert backfill["schedules"] == []
+    assert backfill["concurrency_limit"]["limit"] == 1
+    assert backfill["concurrency_limit"]["collision_strategy"] in ("ENQUEUE", "CANCEL_NEW")
+    assert backfill["work_pool"]["work_queue_name"] == "backfill"
+    assert backfill["enforce_parameter_schema"] is True
+
+
+def test_prefect_yaml_backfill_runs_must_name_their_dates(backfill):
+    flow = load_flow_from_entrypoint(str(CHECKOUT / backfill["entrypoint"]))
+    schema = parameter_schema(flow).model_dump()
+
+    assert flow.name == "backfill-weather"
+    assert {"start_date", "end_date"} <= set(schema["required"])
+    assert not {"start_date", "end_date"} & set(backfill["parameters"])
+    assert set(backfill["parameters"]) <= set(schema["properties"])
+
+
+def test_prefect_yaml_work_queues_exist_with_daily_first(daily, backfill):
+    assert QUEUES[daily["work_pool"]["work_queue_name"]] < QUEUES[backfill["work_pool"]["work_queue_name"]]
+    assert QUEUES["daily"] == 1
+
+
+def test_prefect_yaml_runs_flows_from_the_workers_checkout_without_build_or_push(prefect_yaml):
+    assert prefect_yaml["build"] is None
+    assert prefect_yaml["push"] is None
+    assert prefect_yaml["pull"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PIPELINE_CHECKOUT }}"}}
+    ]
+
+
+def test_prefect_yaml_leaves_the_work_pool_to_the_default_setting(prefect_yaml):
+    # PREFECT_DEFAULT_WORK_POOL_NAME, else pyproject.toml's default, picks the pool.
+    assert all("name" not in d["work_pool"] for d in prefect_yaml["deployments"])
+
+
+def test_pyproject_defaults_the_work_pool_to_weather_pool():
+    prefect_table = tomllib.loads((CHECKOUT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["prefect"]
+
+    assert prefect_table["deployments"]["default_work_pool_name"] == "weather-pool"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+@pytest.mark.parametrize("unit", UNITS)
+def test_systemd_unit_passes_systemd_analyze_verify(unit, tmp_path):
+    # Rendered as deployments/bootstrap.sh renders it, against this checkout and its .venv.
+    if not (CHECKOUT / ".venv" / "bin" / "prefect").exists():
+        pytest.skip("the unit runs .venv/bin/prefect, which this checkout does not have")
+    text = (DEPLOYMENTS / "systemd" / unit).read_text(encoding="utf-8")
+    rendered = tmp_path / unit
+    rendered.write_text(text.replace("@USER@", getpass.getuser()).replace("@CHECKOUT@", str(CHECKOUT)))
+
+    result = subprocess.run(["systemd-analyze", "verify", str(rendered)], capture_output=True, text=True)
+
+    # verify exits 0 on unknown keys, reporting them on stderr.
+    assert result.returncode == 0, result.stderr
+    assert unit not in result.stderr, result.stderr
+
+
+def test_systemd_worker_unit_restarts_always_and_polls_the_default_pool():
+    text = (DEPLOYMENTS / "systemd" / "prefect-worker.service").read_text(encoding="utf-8")
+
+    assert "Restart=always" in text.splitlines()
+    assert re.search(
+        r"^ExecStart=.* worker start --pool \$\{PREFECT_DEFAULT_WORK_POOL_NAME\} --type process", text, re.M
+    )
+
+
+def test_systemd_server_unit_keeps_analytics_off():
+    text = (DEPLOYMENTS / "systemd" / "prefect-server.service").read_text(encoding="utf-8")
+
+    assert re.search(r"^ExecStart=.* server start --analytics-off$", text, re.M)
+
+
+def test_bootstrap_sh_passes_bash_n():
+    result = subprocess.run(["bash", "-n", str(DEPLOYMENTS / "bootstrap.sh")], capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_env_example_names_only_known_pipeline_settings_and_holds_no_secrets():
+    text = (DEPLOYMENTS / "weather.env.example").read_text(encoding="utf-8")
+    assignments = dict(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=(.*)$", text, re.M))
+    pipeline_settings = {
+        name.removeprefix("PIPELINE_").lower()
+        for name in assignments
+        if name.startswith("PIPELINE_") and name not in ("PIPELINE_CHECKOUT", "PIPELINE_SETTINGS_FROM_BLOCKS")
+    }
+
+    assert pipeline_settings <= set(Settings.model_fields)
+    for name, value in assignments.items():
+        if any(word in name for word in ("PASSWORD", "SECRET", "DATABASE_URL", "CONNECTION_URL", "WEBHOOK_URL")):
+            assert "CHANGE_ME" in value, f"{name} must hold a placeholder, not a value"
+
+
+def test_automations_parse_as_prefect_automations_with_unique_names():
+    names = [
+        AutomationCore.model_validate(spec).name
+        for path in sorted((DEPLOYMENTS / "automations").glob("*.yaml"))
+        for spec in automation_specs(yaml.safe_load(path.read_text(encoding="utf-8")))
+    ]
+
+    assert names
+    assert len(names) == len(set(names))
+
+
+def test_automation_specs_accept_every_shape_of_prefect_automation_create():
+    spec = {"name": "a"}
+
+    assert automation_specs(spec) == [spec]
+    assert automation_specs([spec, spec]) == [spec, spec]
+    assert automation_specs({"automations": [spec]}) == [spec]
+    assert automation_specs(None) == []
