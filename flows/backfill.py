@@ -8,11 +8,11 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from blocks import resolve_settings
 from pipeline.backfill import Reprocess, plan_backfill
 from pipeline.locations import read_locations
 from pipeline.progress import BackfillProgress
 from pipeline.runs import send_run_notification, warehouse_dsn, window_data
-from pipeline.settings import Settings
 from pipeline.tasks import StepFailed, ingest_chunks, prepare_warehouse, read_ledger, step, transform_window
 from pipeline.window import Window, check_not_future
 
@@ -28,7 +28,7 @@ from pipeline.window import Window, check_not_future
 )
 def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "missing", dry_run: bool = False) -> dict:
     """Load the days of [start_date, end_date] that the ledger says need it, then run dbt once over them."""
-    settings = Settings()
+    settings = resolve_settings()
     today = datetime.now(UTC).date()
     window = Window(check_not_future(start_date, today, "start_date"), check_not_future(end_date, today, "end_date"))
     with step("prepare", window):

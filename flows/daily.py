@@ -5,8 +5,8 @@ from datetime import UTC, date, datetime
 
 from prefect import flow, runtime
 
+from blocks import resolve_settings
 from pipeline.runs import scheduled_logical_date, send_run_notification, warehouse_dsn, window_data
-from pipeline.settings import Settings
 from pipeline.tasks import ingest_window, prepare_warehouse, step, transform_window
 from pipeline.window import check_not_future, daily_window
 
@@ -14,7 +14,7 @@ from pipeline.window import check_not_future, daily_window
 @flow(name="daily-weather", on_completion=[send_run_notification], on_failure=[send_run_notification])
 def daily_weather(logical_date: date | None = None, lookback_days: int | None = None) -> dict:
     """Process logical date D (default: the day before the run's scheduled start) and D's lookback."""
-    settings = Settings()
+    settings = resolve_settings()
     day = check_not_future(logical_date or scheduled_logical_date(), datetime.now(UTC).date(), "logical_date")
     window = daily_window(day, settings.lookback_days if lookback_days is None else lookback_days)
     with step("prepare", window):

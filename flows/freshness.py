@@ -6,9 +6,9 @@ from prefect import flow, runtime
 from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_run_logger
 
+from blocks import resolve_settings
 from pipeline import alerts, notify, warehouse
 from pipeline.runs import daily_run_for, publish, warehouse_dsn
-from pipeline.settings import Settings
 
 DAILY_DEPLOYMENT = "daily-weather/daily"
 
@@ -20,7 +20,7 @@ def check_freshness(logical_date: date | None = None, deployment: str = DAILY_DE
     The ledger is the truth here, not the Prefect API: it also catches a worker that is
     down, a paused deployment or a deleted schedule, where no run ever exists to fail.
     """
-    settings = Settings()
+    settings = resolve_settings()
     scheduled = datetime.fromisoformat(runtime.flow_run.scheduled_start_time.isoformat())
     day = logical_date or alerts.due_logical_date(scheduled, settings.deadline)
     with warehouse.connect(warehouse_dsn(settings).get_secret_value()) as conn:

@@ -15,7 +15,7 @@ from prefect.settings import (
 from flows.backfill import backfill_weather
 from flows.daily import daily_weather
 from flows.freshness import check_freshness
-from pipeline import load, source_server, warehouse
+from pipeline import load, source_server, stack_cli, warehouse
 from pipeline.backfill import MODES, consecutive_runs, gaps
 from pipeline.runs import warehouse_dsn
 from pipeline.settings import Settings
@@ -98,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
         "--faults", help="e.g. server_error=0.2,rate_limited=0.1,seed=7 (default: $PIPELINE_SOURCE_FAULTS)"
     )
     serve.set_defaults(handler=cmd_source_serve)
+
+    stack_cli.add_commands(commands)
     return parser
 
 

@@ -13,6 +13,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_UI_URL
 from pydantic import SecretStr
 
+from blocks import resolve_settings
 from pipeline import alerts, embedded, notify, warehouse
 from pipeline.settings import Settings
 from pipeline.tasks import StepFailed
@@ -79,7 +80,7 @@ def deployment_key() -> str:
 
 def send_run_notification(flow, flow_run, state) -> None:
     """Flow state hook: report a finished run, once per (deployment, logical date) for failures."""
-    settings = Settings()
+    settings = resolve_settings()
     result = state.result(raise_on_failure=False)
     failed = state.is_failed()
     backfill = flow.name == "backfill-weather"
