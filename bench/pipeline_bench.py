@@ -186,8 +186,11 @@ def main() -> None:
                 env = {"PIPELINE_DATABASE_URL": dsn, "PIPELINE_LOCATIONS_FILE": str(path)}
                 bench.pipeline(["run", "--date", str(DAY - timedelta(days=1))], **env)  # warm-up: schema, dbt parse
                 walls, peaks, steps = [], [], []
-                for _ in range(args.repeats):
-                    wall, peak, output = bench.pipeline(["run", "--date", str(DAY)], **env)
+                # Consecutive days, as the schedule runs them: each run loads one new day and
+                # re-fetches five lookback days it has already loaded.
+                for offset in range(args.repeats):
+                    day = DAY + timedelta(days=offset)
+                    wall, peak, output = bench.pipeline(["run", "--date", str(day)], **env)
                     walls.append(wall), peaks.append(peak), steps.append(step_seconds(output))
                 med = {k: statistics.median(s[k] for s in steps) for k in steps[0]}
                 wall = statistics.median(walls)

@@ -56,7 +56,9 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
     progress_started = time.perf_counter()
     failures: list[StepFailed] = []
     changed = 0
-    for outcome in ingest_chunks(settings, dsn, locations, plan.chunks, runtime.flow_run.id):
+    # "all" means rewrite: it also repairs days whose rows no longer match their checksum.
+    chunks = ingest_chunks(settings, dsn, locations, plan.chunks, runtime.flow_run.id, force=reprocess == "all")
+    for outcome in chunks:
         if isinstance(outcome, StepFailed):
             failures.append(outcome)
             continue

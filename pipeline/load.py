@@ -10,7 +10,7 @@ from functools import cache
 import numpy as np
 import psycopg
 
-from pipeline.backfill import DayStatus
+from pipeline.backfill import DayStatus, consecutive_runs
 from pipeline.extract import VARIABLES, Observations
 from pipeline.locations import Location
 from pipeline.warehouse import query
@@ -35,19 +35,22 @@ class DayLoad:
     checksum: str
 
 
-def copy_buffer(batch: Observations) -> bytes:
+def copy_buffer(batch: Observations, hours: np.ndarray | None = None) -> bytes:
     """The rows of one batch as a binary COPY body (without header and trailer).
 
-    Rows without nulls are laid out by numpy in one pass; the few rows with a null
-    (recent hours the archive has not filled yet) are packed one by one.
+    `hours` (a boolean mask over the window's hours) selects which rows to write; all by
+    default. Rows without nulls are laid out by numpy in one pass; the few rows with a
+    null (recent hours the archive has not filled yet) are packed one by one.
     """
-    hours = batch.values.shape[1]
+    count = batch.values.shape[1]
+    selected = np.ones(count, dtype=bool) if hours is None else hours
     first_hour = int((batch.window.start - _PG_EPOCH).total_seconds()) * 1_000_000
-    timestamps = first_hour + np.arange(hours, dtype=np.int64) * _MICROSECONDS_PER_HOUR
+    timestamps = first_hour + np.arange(count, dtype=np.int64) * _MICROSECONDS_PER_HOUR
     parts = []
     for location_id, values in zip(batch.location_ids, batch.values, strict=True):
         key = location_id.encode()
-        complete = ~np.isnan(values).any(axis=1)
+        has_null = np.isnan(values).any(axis=1)
+        complete = selected & ~has_null
         rows = np.empty(int(complete.sum()), dtype=_row_dtype(len(key)))
         rows["fields"] = _FIELDS
         rows["key_len"] = len(key)
@@ -58,7 +61,7 @@ def copy_buffer(batch: Observations) -> bytes:
             rows[f"{variable}_len"] = 8
             rows[variable] = values[complete, position]
         parts.append(rows.tobytes())
-        for hour in np.flatnonzero(~complete):
+        for hour in np.flatnonzero(selected & has_null):
             parts.append(_pack_row(key, int(timestamps[hour]), values[hour]))
     return b"".join(parts)
 
@@ -116,10 +119,14 @@ def replace_window(
     locations: Sequence[Location],
     batches: Sequence[Observations],
     flow_run_id: str | None,
+    force: bool = False,
 ) -> list[DayLoad]:
-    """Replace every row of `window` and record each day in the ledger, in one transaction.
+    """Replace the rows of `window` and record each day in the ledger, in one transaction.
 
-    A failure anywhere rolls back to the previous state of the window.
+    A day whose new content has the checksum and row count the table already holds is
+    left as it is (a daily run's lookback days usually are): rewriting identical rows
+    costs a delete and a re-insert against the dead tuples' index entries for nothing.
+    `force` rewrites every day. A failure anywhere rolls back to the previous state.
     """
     check_complete(window, locations, batches)
     loads = day_checksums(window, batches)
@@ -127,12 +134,17 @@ def replace_window(
         # Only this transaction's commit is deferred; a crash loses it whole, never part of it.
         conn.execute("set local synchronous_commit = off")
         conn.execute(query("lock_days"), {"days": window.days})
-        conn.execute(query("delete_window"), {"start": window.start, "end": window.end})
-        with conn.cursor() as cursor, cursor.copy(query("copy_hourly_weather")) as copy:
-            copy.write(_COPY_HEADER)
-            for batch in batches:
-                copy.write(copy_buffer(batch))
-            copy.write(_COPY_TRAILER)
+        stored = {} if force else _stored_days(conn, window)
+        changed = [load.day for load in loads if stored.get(load.day) != (load.row_count, load.checksum)]
+        for run in consecutive_runs(changed):
+            conn.execute(query("delete_window"), {"start": run.start, "end": run.end})
+        if changed:
+            hours = np.repeat(np.isin(window.days, changed), HOURS_PER_DAY)
+            with conn.cursor() as cursor, cursor.copy(query("copy_hourly_weather")) as copy:
+                copy.write(_COPY_HEADER)
+                for batch in batches:
+                    copy.write(copy_buffer(batch, hours))
+                copy.write(_COPY_TRAILER)
         conn.execute(
             query("record_success"),
             {
@@ -144,6 +156,11 @@ def replace_window(
             },
         )
     return loads
+
+
+def _stored_days(conn: psycopg.Connection, window: Window) -> dict[date, tuple[int, str]]:
+    rows = conn.execute(query("stored_days"), {"source": SOURCE, "days": window.days})
+    return {day: (row_count, checksum) for day, row_count, checksum in rows}
 
 
 def record_failure(conn: psycopg.Connection, days: Sequence[date], error: str, flow_run_id: str | None) -> None:

@@ -114,10 +114,11 @@ def load_observations(
     locations: tuple[Location, ...],
     batches: Sequence[extract.Observations],
     flow_run_id: str | None,
+    force: bool = False,
 ) -> list[load.DayLoad]:
     """Replace the window's rows and ledger entries in one transaction."""
     with warehouse.connect(dsn.get_secret_value()) as conn:
-        return load.replace_window(conn, window, locations, batches, flow_run_id)
+        return load.replace_window(conn, window, locations, batches, flow_run_id, force=force)
 
 
 @task(name="record-failed-days", cache_policy=NO_CACHE)
@@ -141,6 +142,7 @@ def ingest_window(
     window: Window,
     flow_run_id: str | None,
     cache: bool = True,
+    force: bool = False,
 ) -> Ingested:
     """Extract then load one window; a failure in either marks its days failed in the ledger.
 
@@ -162,7 +164,7 @@ def ingest_window(
             ]
         extracted = time.perf_counter()
         with step("load", window):
-            loads = load_observations(dsn, window, locations, batches, flow_run_id)
+            loads = load_observations(dsn, window, locations, batches, flow_run_id, force)
         return Ingested(loads, extracted - started, time.perf_counter() - extracted)
     except StepFailed as failure:
         try:
@@ -178,6 +180,7 @@ def ingest_chunks(
     locations: tuple[Location, ...],
     chunks: Sequence[Window],
     flow_run_id: str | None,
+    force: bool = False,
 ) -> Iterator[Ingested | StepFailed]:
     """Ingest chunks with at most `backfill_workers` in flight; yields each as it finishes.
 
@@ -187,7 +190,8 @@ def ingest_chunks(
     queue = list(chunks)
     while queue or pending:
         while queue and len(pending) < settings.backfill_workers:
-            pending.append(ingest_window.submit(settings, dsn, locations, queue.pop(0), flow_run_id, cache=False))
+            chunk = queue.pop(0)
+            pending.append(ingest_window.submit(settings, dsn, locations, chunk, flow_run_id, cache=False, force=force))
         done = next(as_completed(pending))
         pending.remove(done)
         try:

@@ -8,6 +8,9 @@ on conflict (source, day) do update set
     row_count = excluded.row_count,
     checksum = excluded.checksum,
     flow_run_id = excluded.flow_run_id,
-    loaded_at = excluded.loaded_at,
+    -- loaded_at is when the day's content last changed: an identical reload keeps it, so
+    -- the marts built from that content stay current.
+    loaded_at = case when l.checksum = excluded.checksum and l.row_count = excluded.row_count
+                     then l.loaded_at else excluded.loaded_at end,
     attempted_at = excluded.attempted_at,
     error = null

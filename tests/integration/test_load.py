@@ -87,11 +87,11 @@ def test_a_load_that_breaks_mid_copy_leaves_the_previous_state(conn, monkeypatch
     real_copy_buffer = load.copy_buffer
     calls = []
 
-    def copy_buffer_then_crash(batch):
+    def copy_buffer_then_crash(batch, *args):
         calls.append(batch)
         if len(calls) == 2:
             raise ConnectionError("connection lost mid-COPY")
-        return real_copy_buffer(batch)
+        return real_copy_buffer(batch, *args)
 
     monkeypatch.setattr(load, "copy_buffer", copy_buffer_then_crash)
     batches = [observations(LOCATIONS[:2], offset=1), _slice(observations(LOCATIONS, offset=1), 2)]
@@ -112,3 +112,48 @@ def test_replace_window_refuses_incomplete_observations(conn):
 
 def test_migrate_is_idempotent(conn):
     assert warehouse.migrate(conn) == []
+
+
+def row_versions(conn) -> dict:
+    """Each row's transaction id: it changes when a row is rewritten, even with the same values."""
+    rows = conn.execute("select location_id, observed_at, xmin::text from raw.hourly_weather").fetchall()
+    return {(location_id, observed_at): xmin for location_id, observed_at, xmin in rows}
+
+
+def test_an_identical_reload_rewrites_only_the_days_that_changed(conn):
+    load.replace_window(conn, WINDOW, LOCATIONS, [observations(LOCATIONS)], None)
+    before = row_versions(conn)
+    loaded_at = conn.execute("select day, loaded_at from ops.load_ledger order by day").fetchall()
+    changed = observations(LOCATIONS)
+    changed.values[0, 30, 0] += 1  # one value on the second day
+
+    loads = load.replace_window(conn, WINDOW, LOCATIONS, [changed], None)
+
+    after = row_versions(conn)
+    first_day = {key for key in before if key[1] < datetime(2024, 3, 10, tzinfo=UTC)}
+    assert {key: after[key] for key in first_day} == {key: before[key] for key in first_day}
+    assert all(after[key] != before[key] for key in before.keys() - first_day)
+    assert [d.checksum for d in loads] == [d.checksum for d in load.day_checksums(WINDOW, [changed])]
+    ledger = conn.execute("select day, loaded_at from ops.load_ledger order by day").fetchall()
+    assert ledger[0] == loaded_at[0] and ledger[1][1] > loaded_at[1][1]
+    assert conn.execute("select count(*) from raw.hourly_weather").fetchone()[0] == 144
+
+
+def test_a_reload_rewrites_a_day_whose_rows_no_longer_match_the_ledger(conn):
+    load.replace_window(conn, WINDOW, LOCATIONS, [observations(LOCATIONS)], None)
+    before = warehouse.day_checksums(conn, "raw")
+    conn.execute("delete from raw.hourly_weather where location_id = 'a' and observed_at < '2024-03-10'")
+
+    load.replace_window(conn, WINDOW, LOCATIONS, [observations(LOCATIONS)], None)
+
+    assert warehouse.day_checksums(conn, "raw") == before
+
+
+def test_force_rewrites_every_day(conn):
+    load.replace_window(conn, WINDOW, LOCATIONS, [observations(LOCATIONS)], None)
+    before = row_versions(conn)
+
+    load.replace_window(conn, WINDOW, LOCATIONS, [observations(LOCATIONS)], None, force=True)
+
+    after = row_versions(conn)
+    assert after.keys() == before.keys() and all(after[key] != before[key] for key in before)
