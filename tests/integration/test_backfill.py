@@ -83,11 +83,12 @@ def test_reprocess_failed_and_all_reload_what_they_say(pipeline_env, db, source,
     assert backfill(reprocess="all")["days_planned"] == DAYS
 
 
-def test_transient_faults_during_a_backfill_give_the_clean_result(pipeline_env, db, source, small_chunks):
+def test_transient_faults_during_a_backfill_give_the_clean_result(pipeline_env, db, source, small_chunks, monkeypatch):
     backfill()
     clean = state_of(db)
     db.execute("drop schema raw, ops, staging, marts cascade")
-    source.faults = FaultPlan(server_error=0.2, rate_limited=0.1, reset=0.05, slow=0.05, slow_seconds=2.5, seed=5)
+    monkeypatch.setenv("PIPELINE_LOCATIONS_PER_REQUEST", "1")  # more requests for the faults to hit
+    source.faults = FaultPlan(server_error=0.25, rate_limited=0.15, reset=0.05, slow=0.05, slow_seconds=2.5, seed=5)
 
     backfill()
 

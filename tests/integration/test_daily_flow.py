@@ -135,16 +135,18 @@ def test_daily_run_is_idempotent_over_reruns_and_overlapping_windows(pipeline_en
     assert again.fetchall()[-2:] == ledger
 
 
-def test_transient_faults_at_a_high_rate_converge_to_the_clean_result(pipeline_env, db, source):
+def test_transient_faults_at_a_high_rate_converge_to_the_clean_result(pipeline_env, db, source, monkeypatch):
     assert run(lookback_days=2).is_completed()
     clean_raw, clean_mart = checksums(db), checksums(db, "mart")
     db.execute("drop schema raw, ops, staging, marts cascade")
 
-    source.faults = FaultPlan(server_error=0.2, rate_limited=0.1, slow=0.05, slow_seconds=2.5, reset=0.05, seed=11)
+    # One location per request: more requests, so the seeded faults hit many of them.
+    monkeypatch.setenv("PIPELINE_LOCATIONS_PER_REQUEST", "1")
+    source.faults = FaultPlan(server_error=0.25, rate_limited=0.15, slow=0.05, slow_seconds=2.5, reset=0.05, seed=11)
     state = run(lookback_days=2)
 
     assert state.is_completed(), failure_message(state)
-    assert sum(source.faults_injected.values()) > 0
+    assert sum(source.faults_injected.values()) >= 3
     assert checksums(db) == clean_raw
     assert checksums(db, "mart") == clean_mart
 

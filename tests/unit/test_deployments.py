@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import tomllib
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 import yaml
@@ -13,11 +14,11 @@ from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
 
 from pipeline.settings import Settings
-from pipeline.stack import QUEUES, automation_specs
+from pipeline.stack import QUEUES, automation_specs, with_deployment_ids
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 DEPLOYMENTS = CHECKOUT / "deployments"
-UNITS = ("prefect-server.service", "prefect-worker.service")
+UNITS = ("prefect-server.service", "prefect-worker.service", "weather-freshness.service")
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +164,8 @@ def test_env_example_names_only_known_pipeline_settings_and_holds_no_secrets():
 
 def test_automations_parse_as_prefect_automations_with_unique_names():
     names = [
-        AutomationCore.model_validate(spec).name
+        # Deployments are named in the files and resolved to ids when applied.
+        AutomationCore.model_validate(with_deployment_ids(spec, lambda name: uuid4())).name
         for path in sorted((DEPLOYMENTS / "automations").glob("*.yaml"))
         for spec in automation_specs(yaml.safe_load(path.read_text(encoding="utf-8")))
     ]
@@ -179,3 +181,83 @@ def test_automation_specs_accept_every_shape_of_prefect_automation_create():
     assert automation_specs([spec, spec]) == [spec, spec]
     assert automation_specs({"automations": [spec]}) == [spec]
     assert automation_specs(None) == []
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_freshness_timer_passes_systemd_analyze_verify_with_its_service(tmp_path):
+    if not (CHECKOUT / ".venv" / "bin" / "pipeline").exists():
+        pytest.skip("the service runs .venv/bin/pipeline, which this checkout does not have")
+    for unit in ("weather-freshness.service", "weather-freshness.timer"):
+        text = (DEPLOYMENTS / "systemd" / unit).read_text(encoding="utf-8")
+        (tmp_path / unit).write_text(text.replace("@USER@", getpass.getuser()).replace("@CHECKOUT@", str(CHECKOUT)))
+
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / "weather-freshness.timer")], capture_output=True, text=True
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "weather-freshness" not in result.stderr, result.stderr
+
+
+def test_systemd_freshness_timer_runs_the_check_every_15_minutes_from_the_checkout():
+    timer = (DEPLOYMENTS / "systemd" / "weather-freshness.timer").read_text(encoding="utf-8").splitlines()
+    service = (DEPLOYMENTS / "systemd" / "weather-freshness.service").read_text(encoding="utf-8").splitlines()
+
+    assert "OnCalendar=*:0/15" in timer
+    assert "Unit=weather-freshness.service" in timer
+    assert "ExecStart=@CHECKOUT@/.venv/bin/pipeline check-freshness" in service
+    assert "Type=oneshot" in service
+
+
+def test_bootstrap_sh_installs_and_enables_the_freshness_timer():
+    text = (DEPLOYMENTS / "bootstrap.sh").read_text(encoding="utf-8")
+
+    assert "install_unit weather-freshness.service" in text
+    assert "install_unit weather-freshness.timer" in text
+    assert "systemctl enable --quiet --now weather-freshness.timer" in text
+
+
+def test_prefect_yaml_alerting_deployments_use_the_daily_queue_and_only_freshness_is_scheduled(prefect_yaml):
+    report = _deployment(prefect_yaml, "report-run")
+    freshness = _deployment(prefect_yaml, "freshness")
+
+    assert load_flow_from_entrypoint(str(CHECKOUT / report["entrypoint"])).name == "report-run"
+    assert load_flow_from_entrypoint(str(CHECKOUT / freshness["entrypoint"])).name == "check-freshness"
+    assert report["schedules"] == []
+    assert [(s["cron"], s["timezone"]) for s in freshness["schedules"]] == [("5 7 * * *", "UTC")]
+    assert report["work_pool"]["work_queue_name"] == freshness["work_pool"]["work_queue_name"] == "daily"
+
+
+def test_automations_run_deployments_that_prefect_yaml_declares(prefect_yaml):
+    declared = {
+        f"{load_flow_from_entrypoint(str(CHECKOUT / d['entrypoint'])).name}/{d['name']}"
+        for d in prefect_yaml["deployments"]
+    }
+    named = [
+        action["deployment_name"]
+        for path in sorted((DEPLOYMENTS / "automations").glob("*.yaml"))
+        for spec in automation_specs(yaml.safe_load(path.read_text(encoding="utf-8")))
+        for action in spec["actions"]
+        if "deployment_name" in action
+    ]
+
+    assert set(named) == {"report-run/report-run", "check-freshness/freshness"}
+    assert set(named) <= declared
+
+
+def test_with_deployment_ids_replaces_names_and_keeps_other_actions():
+    spec = {
+        "name": "a",
+        "actions": [
+            {"type": "run-deployment", "deployment_name": "report-run/report-run", "parameters": {"kind": "crashed"}},
+            {"type": "cancel-flow-run"},
+        ],
+    }
+
+    resolved = with_deployment_ids(spec, {"report-run/report-run": "1f0c"}.__getitem__)
+
+    assert resolved["actions"] == [
+        {"type": "run-deployment", "parameters": {"kind": "crashed"}, "deployment_id": "1f0c"},
+        {"type": "cancel-flow-run"},
+    ]
+    assert "deployment_name" in spec["actions"][0]

@@ -1,0 +1,189 @@
+"""Alerting through a real server and worker: failures, crashes and missed deadlines reach a signed webhook."""
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from datetime import UTC, date, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.states import Crashed, Scheduled
+from pydantic import SecretStr
+
+from blocks import WEBHOOK, NotificationWebhook
+from pipeline import notify
+from pipeline.source_server import FaultPlan
+
+pytestmark = pytest.mark.e2e
+
+# Days no other e2e module loads or alerts on, one per test.
+FAILED_DAY = date(2024, 5, 1)
+CRASHED_DAY = date(2024, 5, 2)
+LATE_DAY = date(2024, 5, 3)
+# Runs are slow on a busy 2-core machine; these bound a hang, not the expected duration.
+RUN_TIMEOUT_SECONDS = 150
+DELIVERY_TIMEOUT_SECONDS = 60
+# Far ahead, so no worker ever picks the run up: only its state matters.
+NEVER = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+class Receiver:
+    """A local webhook endpoint that records every request and answers 204."""
+
+    def __init__(self):
+        self.received: list[tuple[dict, bytes]] = []
+        self.secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(204)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/{secrets.token_hex(8)}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def verify(secret: str, headers: dict, body: bytes) -> dict:
+    """What a Standard Webhooks consumer checks: the signature over id.timestamp.body."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    assert expected in [s.split(",", 1)[1] for s in headers["webhook-signature"].split()]
+    return json.loads(body)
+
+
+@pytest.fixture(scope="module")
+def receiver(configured):
+    """A local webhook endpoint, written into the weather-webhook block that deployment runs read."""
+    receiver = Receiver()
+    NotificationWebhook(url=SecretStr(receiver.url), signing_key=SecretStr(receiver.secret)).save(
+        WEBHOOK, overwrite=True
+    )
+    yield receiver
+    # Later modules expect no weather-webhook document, as `pipeline deploy` left it.
+    NotificationWebhook.delete(WEBHOOK)
+    receiver.close()
+
+
+def events(receiver, event_type: str, **data) -> list[dict]:
+    """The verified events of `event_type` whose data holds every item of `data`."""
+    found = []
+    for headers, body in list(receiver.received):
+        event = verify(receiver.secret, headers, body)
+        if event["type"] == event_type and data.items() <= event["data"].items():
+            found.append(event)
+    return found
+
+
+def wait_for_event(receiver, event_type: str, timeout: float = DELIVERY_TIMEOUT_SECONDS, **data) -> dict:
+    deadline = time.monotonic() + timeout
+    while not (found := events(receiver, event_type, **data)):
+        if time.monotonic() > deadline:
+            seen = [json.loads(body)["type"] for _, body in receiver.received]
+            pytest.fail(f"no {event_type} with {data} within {timeout} s; received {seen}")
+        time.sleep(0.5)
+    return found[0]
+
+
+def run_deployment(name: str, parameters: dict, state=None) -> UUID:
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(name)
+        return client.create_flow_run_from_deployment(deployment.id, parameters=parameters, state=state).id
+
+
+def wait_for_final_state(run_id: UUID, worker, timeout: float = RUN_TIMEOUT_SECONDS):
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(run_id)
+            if run.state is not None and run.state.is_final():
+                return run
+            if time.monotonic() > deadline:
+                pytest.fail(f"run {run_id} is still {run.state_name} after {timeout} s:\n{worker.log_tail()}")
+            time.sleep(0.5)
+
+
+def report_runs_for(flow_run_id: UUID) -> list:
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("report-run/report-run")
+        runs = client.read_flow_runs(limit=200)
+    return [r for r in runs if r.deployment_id == deployment.id and r.parameters.get("flow_run_id") == str(flow_run_id)]
+
+
+def wait_for_report_run(flow_run_id: UUID, worker, timeout: float = RUN_TIMEOUT_SECONDS):
+    deadline = time.monotonic() + timeout
+    while not (runs := report_runs_for(flow_run_id)):
+        if time.monotonic() > deadline:
+            pytest.fail(f"the crash automation started no report-run for {flow_run_id}:\n{worker.log_tail()}")
+        time.sleep(1)
+    return wait_for_final_state(runs[0].id, worker)
+
+
+def test_failed_daily_run_sends_a_signed_failure_naming_extract(receiver, worker, source):
+    source.faults = FaultPlan(daily_limit=1.0)
+    try:
+        run_id = run_deployment("daily-weather/daily", {"logical_date": FAILED_DAY.isoformat(), "lookback_days": 0})
+        final = wait_for_final_state(run_id, worker)
+    finally:
+        source.faults = FaultPlan()
+
+    event = wait_for_event(receiver, notify.RUN_FAILED, failed_step="extract")
+
+    assert final.state.is_failed(), final.state.message
+    assert event["data"]["flow_run"]["id"] == str(run_id)
+    assert event["data"]["window"]["last_day"] == FAILED_DAY.isoformat()
+
+
+def test_crashed_daily_run_is_reported_once_by_the_crash_automation(receiver, worker):
+    run_id = run_deployment(
+        "daily-weather/daily",
+        {"logical_date": CRASHED_DAY.isoformat(), "lookback_days": 0},
+        state=Scheduled(scheduled_time=NEVER),
+    )
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run_id, Crashed(message="process killed"), force=True)
+
+    report = wait_for_report_run(run_id, worker)
+    event = wait_for_event(receiver, notify.RUN_FAILED, failed_step="crashed")
+    # A second report of the same run, as a repeated automation firing would start, sends nothing.
+    repeat = wait_for_final_state(run_deployment("report-run/report-run", {"flow_run_id": str(run_id)}), worker)
+
+    assert report.state.is_completed(), report.state.message
+    assert repeat.state.is_completed(), repeat.state.message
+    assert len(events(receiver, notify.RUN_FAILED, failed_step="crashed")) == 1
+    assert event["data"]["flow_run"]["id"] == str(run_id)
+    assert event["data"]["logical_date"] == CRASHED_DAY.isoformat()
+    assert event["data"]["deployment"] == "daily"
+    assert event["data"]["flow_run"]["url"].endswith(f"/runs/flow-run/{run_id}")
+
+
+def test_freshness_deployment_run_twice_alerts_once_for_a_day_without_a_run(receiver, worker):
+    runs = [
+        wait_for_final_state(
+            run_deployment("check-freshness/freshness", {"logical_date": LATE_DAY.isoformat()}), worker
+        )
+        for _ in range(2)
+    ]
+
+    [event] = events(receiver, notify.RUN_LATE, logical_date=LATE_DAY.isoformat())
+    assert all(run.state.is_completed() for run in runs), [run.state.message for run in runs]
+    assert event["data"]["run_state"] == "none"
+    assert event["data"]["deployment"] == "daily-weather/daily"
