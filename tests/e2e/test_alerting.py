@@ -70,6 +70,16 @@ def verify(secret: str, headers: dict, body: bytes) -> dict:
     return json.loads(body)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def forget_alerting_days(warehouse):
+    """Leave the shared warehouse as the other modules expect it: no ledger or alert rows for these days."""
+    yield
+    days = [FAILED_DAY, CRASHED_DAY, LATE_DAY]
+    if warehouse.execute("select to_regclass('ops.alerts') is not null").fetchone()[0]:
+        warehouse.execute("delete from ops.alerts where logical_date = any(%s)", [days])
+        warehouse.execute("delete from ops.load_ledger where day = any(%s)", [days])
+
+
 @pytest.fixture(scope="module")
 def receiver(configured):
     """A local webhook endpoint, written into the weather-webhook block that deployment runs read."""

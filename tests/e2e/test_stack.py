@@ -37,7 +37,7 @@ def test_pipeline_up_then_down_stops_exactly_the_processes_it_started(tmp_path):
 
     assert f"Prefect UI: http://127.0.0.1:{port}" in up.stdout
     assert alive_after_up == {"postgres": True, "source": True, "server": True, "worker": True}
-    assert sorted(d["name"] for d in deployments) == ["backfill", "daily"]
+    assert sorted(d["name"] for d in deployments) == ["backfill", "daily", "freshness", "report-run"]
     assert down.returncode == 0, down.stdout + down.stderr
     assert [line.split(" ")[0] for line in down.stdout.splitlines()] == ["worker", "source", "server", "postgres"]
     assert "killed" not in down.stdout  # each stopped on its polite signal, within the timeout

@@ -1,0 +1,48 @@
+"""Report a flow run the server saw crash: one signed `pipeline.run.failed` per run, started by an automation."""
+
+from datetime import date, timedelta
+from uuid import UUID
+
+from prefect import flow, get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.logging import get_run_logger
+
+from blocks import resolve_settings
+from pipeline import alerts, notify, warehouse
+from pipeline.runs import publish, run_link, warehouse_dsn
+
+
+@flow(name="report-run")
+def report_run(flow_run_id: str, kind: str = "crashed") -> dict:
+    """Alert once that `flow_run_id` ended as `kind`; a crashed run never reaches its own state hook."""
+    settings = resolve_settings()
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(flow_run_id))
+        deployment = client.read_deployment(run.deployment_id) if run.deployment_id else None
+        flow_name = client.read_flow(run.flow_id).name
+    key = f"{flow_name}/{deployment.name if deployment else 'local'}"
+    day = run_logical_date(run)
+    data = {
+        "deployment": deployment.name if deployment else None,
+        "flow": flow_name,
+        "flow_run": {"id": flow_run_id, "name": run.name, "state": run.state_name, "url": run_link(flow_run_id)},
+        "logical_date": day.isoformat(),
+        "failed_step": kind,
+        "error": run.state.message if run.state else None,
+    }
+    with warehouse.connect(warehouse_dsn(settings).get_secret_value()) as conn:
+        # Without ops.alerts every claim succeeds: a crash before the first load must dedupe too.
+        warehouse.migrate(conn)
+        first = alerts.claim(conn, key, day, kind, flow_run_id)
+    if not first:
+        get_run_logger().info("%s of %s for %s already alerted", kind, key, day)
+        return {"alerted": False, **data}
+    publish(settings, notify.RUN_FAILED, data, key=f"{flow_run_id}/{kind}")
+    return {"alerted": True, **data}
+
+
+def run_logical_date(run: FlowRun) -> date:
+    """The run's `logical_date` parameter, else the day before it was expected to start (as scheduled runs do)."""
+    if run.parameters.get("logical_date"):
+        return date.fromisoformat(str(run.parameters["logical_date"]))
+    return (run.expected_start_time - timedelta(days=1)).date()
