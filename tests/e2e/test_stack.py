@@ -2,19 +2,32 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from pipeline import stack
 
 PIPELINE = str(Path(sys.executable).with_name("pipeline"))
 
 
-def test_pipeline_up_then_down_stops_exactly_the_processes_it_started(tmp_path):
+@pytest.fixture
+def data_dir():
+    """Outside pytest's temporary root: every pytest start resets that root to mode 0700, which
+    would lock out the unprivileged user the embedded Postgres runs as under root."""
+    path = Path(tempfile.mkdtemp(prefix="weather-stack-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_pipeline_up_then_down_stops_exactly_the_processes_it_started(data_dir):
+    tmp_path = data_dir
     port = stack.free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith(("PIPELINE_", "PREFECT_"))}
     env |= {"PIPELINE_DATA_DIR": str(tmp_path), "DO_NOT_TRACK": "1"}

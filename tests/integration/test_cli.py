@@ -1,8 +1,10 @@
 """The `pipeline` command: bad input exits non-zero with one clear line; the demo runs from nothing."""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -66,8 +68,11 @@ def test_run_succeeds_and_says_what_it_did(pipeline_env, capsys):
     assert "pipeline run succeeded: logical date 2024-03-09, window 2024-03-04..2024-03-09, 720 rows loaded" in out
 
 
-def test_demo_runs_end_to_end_on_a_fresh_machine(tmp_path):
+def test_demo_runs_end_to_end_on_a_fresh_machine():
     """The quickstart: no Prefect server, a fresh Prefect home, no warehouse, no source configured."""
+    # Outside pytest's temporary root: every pytest start resets that root to mode 0700, which
+    # would lock out the unprivileged user the embedded Postgres runs as under root.
+    tmp_path = Path(tempfile.mkdtemp(prefix="weather-demo-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "PREFECT_"))}
     env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PIPELINE_DATA_DIR": str(tmp_path / "data")}
     pipeline = Path(sys.executable).with_name("pipeline")
@@ -80,3 +85,4 @@ def test_demo_runs_end_to_end_on_a_fresh_machine(tmp_path):
     assert "pipeline run succeeded: logical date 2024-03-09" in result.stdout
     assert "Amsterdam" in result.stdout
     assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()
+    shutil.rmtree(tmp_path, ignore_errors=True)
