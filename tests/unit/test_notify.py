@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.notify import RUN_FAILED, build_event, message_id, sign, signed_headers
+from pipeline.notify import RUN_FAILED, build_event, message_id, sign, signed_headers, slack_message
 
 # The example published with the Standard Webhooks spec: a public test vector, not a key of ours.
 SPEC_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -46,3 +46,25 @@ def test_build_event_has_the_contract_shape():
 def test_build_event_rejects_unknown_types():
     with pytest.raises(ValueError, match="unknown notification type"):
         build_event("pipeline.run.maybe", {}, datetime.now(UTC))
+
+
+def test_slack_message_summarises_a_failure_with_step_error_and_link():
+    event = build_event(
+        RUN_FAILED,
+        {
+            "window": {"first_day": "2024-03-04", "last_day": "2024-03-09"},
+            "failed_step": "extract",
+            "error": "source API answered HTTP 400",
+            "flow_run": {"name": "brave-otter", "url": "http://prefect/runs/flow-run/1"},
+        },
+        datetime(2024, 3, 10, 6, 1, tzinfo=UTC),
+    )
+
+    message = slack_message(event)
+
+    assert message["text"].splitlines() == [
+        "*:x: weather pipeline failed* 2024-03-04..2024-03-09",
+        "step `extract`: source API answered HTTP 400",
+        "<http://prefect/runs/flow-run/1|flow run brave-otter>",
+    ]
+    assert message["blocks"][0]["text"]["text"] == message["text"]
