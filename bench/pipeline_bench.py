@@ -243,12 +243,14 @@ def main() -> None:
                 naive_state = warehouse.day_checksums(conn, "raw"), warehouse.day_checksums(conn, "mart")
             dsn = bench.fresh_database("weather_bench")
             env["PIPELINE_DATABASE_URL"] = dsn
-            backfill, _, _ = bench.pipeline(["backfill", "--start", str(days.first), "--end", str(days.last)], **env)
+            backfill, backfill_peak, _ = bench.pipeline(
+                ["backfill", "--start", str(days.first), "--end", str(days.last)], **env
+            )
             with psycopg.connect(dsn) as conn:
                 same = naive_state == (warehouse.day_checksums(conn, "raw"), warehouse.day_checksums(conn, "mart"))
             print(
                 f"30 days × 1,000 locations: 30 daily runs {naive:.1f} s, one backfill {backfill:.1f} s, "
-                f"ratio {naive / backfill:.1f}×; identical per-day checksums: {same}"
+                f"ratio {naive / backfill:.1f}×; identical per-day checksums: {same}; backfill peak {mb(backfill_peak)}"
             )
             bench.drop_database("weather_bench")
         if "history" in stages:
