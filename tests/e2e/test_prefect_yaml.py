@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from uuid import UUID
 
+import psycopg
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -234,3 +235,63 @@ def wait_for_running(run_id: UUID, worker, timeout: float = 60.0) -> FlowRun:
             if (run.state is not None and run.state.is_final()) or time.monotonic() > deadline:
                 pytest.fail(f"run {run_id} is {run.state_name}, not Running; worker log:\n{worker.log_tail()}")
             time.sleep(0.2)
+
+
+def test_daily_run_completes_while_a_long_backfill_holds_its_slot(reference, worker, warehouse, database_url):
+    # A backfill held mid-load: this session takes the load lock of its first day, so the
+    # backfill stays Running for as long as the test wants, like a year-long backfill would.
+    february = (date(2024, 2, 1), date(2024, 2, 14))
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute(
+            "select pg_advisory_xact_lock(hashtext('raw.hourly_weather'), %s::date - date '2000-01-01')", (february[0],)
+        )
+        backfill = create_backfill_run(*february)
+        wait_for_running(backfill.id, worker)
+        _wait_for_lock_waiter(warehouse)
+        second_backfill = create_backfill_run(*february)
+        daily = create_daily_run(MARCH_10_0600, lookback_days=0)
+        daily_final = wait_for_final_state(daily.id, worker)
+        with get_client(sync_client=True) as client:
+            backfill_meanwhile = client.read_flow_run(backfill.id)
+            second_meanwhile = _wait_for_state_name(client, second_backfill.id, "AwaitingConcurrencySlot")
+        blocker.rollback()
+    backfill_final = wait_for_final_state(backfill.id, worker)
+    second_final = wait_for_final_state(second_backfill.id, worker)
+    loaded_days = {day for day, status, *_ in snapshot(warehouse)["ledger"] if status == "succeeded"}
+
+    assert daily_final.state.is_completed(), f"{daily_final.state.message}\n{worker.log_tail()}"
+    assert backfill_meanwhile.state.is_running()
+    # The backfill deployment's own limit queues the second backfill; the daily queue never waits on it.
+    assert second_meanwhile.state_name == "AwaitingConcurrencySlot"
+    assert backfill_final.state.is_completed(), f"{backfill_final.state.message}\n{worker.log_tail()}"
+    assert second_final.state.is_completed()
+    assert second_final.start_time >= backfill_final.end_time
+    assert {date(2024, 2, d) for d in range(1, 15)} | {MARCH_9} <= loaded_days
+
+
+def create_backfill_run(start: date, end: date) -> FlowRun:
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("backfill-weather/backfill")
+        return client.create_flow_run_from_deployment(
+            deployment.id, parameters={"start_date": start.isoformat(), "end_date": end.isoformat()}
+        )
+
+
+def _wait_for_lock_waiter(conn, timeout: float = 60.0) -> None:
+    """Until some session waits on an advisory lock: the backfill has reached its load."""
+    deadline = time.monotonic() + timeout
+    while not conn.execute(
+        "select exists (select from pg_locks where locktype = 'advisory' and not granted)"
+    ).fetchone()[0]:
+        if time.monotonic() > deadline:
+            pytest.fail(f"no load waited on the held day lock within {timeout} s")
+        time.sleep(0.2)
+
+
+def _wait_for_state_name(client, run_id: UUID, name: str, timeout: float = 30.0) -> FlowRun:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = client.read_flow_run(run_id)
+        if run.state_name == name or time.monotonic() > deadline:
+            return run
+        time.sleep(0.2)
