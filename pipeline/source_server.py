@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import random
@@ -38,7 +39,20 @@ UNITS = {
 }
 VARIABLES = tuple(UNITS)
 
-RATE_FAULTS = ("server_error", "rate_limited", "daily_limit", "slow", "malformed", "unequal", "reset")
+RATE_FAULTS = (
+    "server_error",
+    "rate_limited",
+    "daily_limit",
+    "slow",
+    "malformed",
+    "unequal",
+    "reset",
+    "missing_hours",
+    "wrong_types",
+    "dropped_location",
+)
+# Faults that answer 200 with well-formed JSON that breaks the archive's contract.
+PAYLOAD_FAULTS = ("unequal", "missing_hours", "wrong_types", "dropped_location")
 MINUTELY_LIMIT_REASON = "Minutely API request limit exceeded. Please try again in one minute."
 DAILY_LIMIT_REASON = "Daily API request limit exceeded. Please try again tomorrow."
 
@@ -69,7 +83,11 @@ class BadRequest(ValueError):
 
 @dataclass(frozen=True)
 class FaultPlan:
-    """Rates of injected failures; at most one applies per request."""
+    """Rates of injected failures; at most one applies per request.
+
+    `only_on` aims the faults at the requests whose days include that date, so a drill
+    can break one logical date and leave the rest of a backfill alone.
+    """
 
     server_error: float = 0.0
     rate_limited: float = 0.0
@@ -79,8 +97,12 @@ class FaultPlan:
     malformed: float = 0.0
     unequal: float = 0.0
     reset: float = 0.0
+    missing_hours: float = 0.0
+    wrong_types: float = 0.0
+    dropped_location: float = 0.0
     recent_null_hours: int = 0
     available_until: datetime | None = None
+    only_on: date | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -101,10 +123,15 @@ class FaultPlan:
             if self.available_until.tzinfo is None:
                 raise ValueError("available_until must be timezone-aware")
             object.__setattr__(self, "available_until", self.available_until.astimezone(UTC))
+        if isinstance(self.only_on, datetime):
+            raise ValueError("only_on must be a date, not a datetime")
 
     @classmethod
     def parse(cls, text: str) -> FaultPlan:
-        """Read a plan like "server_error=0.2,slow=0.05,slow_seconds=2,seed=7"; naive available_until is UTC."""
+        """Read a plan like "server_error=0.2,slow=0.05,slow_seconds=2,only_on=2024-03-03,seed=7".
+
+        A naive available_until is UTC.
+        """
         fields = {field.name: field for field in dataclasses.fields(cls)}
         values: dict[str, object] = {}
         for item in text.split(","):
@@ -130,6 +157,12 @@ class FaultPlan:
         """Read the plan from PIPELINE_SOURCE_FAULTS; unset or empty means no faults."""
         return cls.parse(os.environ.get(FAULTS_ENV, ""))
 
+    def targets(self, query: ArchiveQuery | None) -> bool:
+        """Whether a request draws a fault at all; None stands for a query that failed validation."""
+        if self.only_on is None:
+            return True
+        return query is not None and query.start_date <= self.only_on <= query.end_date
+
     def pick(self, rng: random.Random) -> str | None:
         """Draw the fault for one request, or None."""
         draw = rng.random()
@@ -154,6 +187,10 @@ def _parse_fault_value(key: str, raw: str) -> object:
     if key == "available_until":
         moment = datetime.fromisoformat(raw)
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if key == "only_on":
+        if not _DATE_PATTERN.fullmatch(raw):
+            raise ValueError(raw)
+        return date.fromisoformat(raw)
     value = float(raw)
     if not math.isfinite(value):
         raise ValueError(raw)
@@ -296,21 +333,48 @@ def archive_objects(query: ArchiveQuery, first_null_hour: int | None = None) -> 
             yield answer
 
 
-def encode_archive(query: ArchiveQuery, first_null_hour: int | None = None, unequal: bool = False) -> bytes:
+def encode_archive(query: ArchiveQuery, first_null_hour: int | None = None, fault: str | None = None) -> bytes:
     """Encode the answer: an object for one location, an array for several.
 
     Args:
-        unequal: make the last variable of the first location one value short.
+        fault: one of PAYLOAD_FAULTS to break the answer with; ignored without hourly variables,
+            as such an answer has nothing to break.
     """
+    if fault is not None and fault not in PAYLOAD_FAULTS:
+        raise ValueError(f"unknown payload fault {fault!r}; expected one of {', '.join(PAYLOAD_FAULTS)}")
+    if not query.variables:
+        fault = None
+    answers = archive_objects(query, first_null_hour)
+    if fault == "dropped_location":
+        # An array even for one location asked for: `[]` is the answer that lost its only object.
+        kept = itertools.islice(answers, len(query.latitudes) - 1)
+        return b"[" + b",".join(orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY) for answer in kept) + b"]"
     parts = []
-    for answer in archive_objects(query, first_null_hour):
-        if unequal and not parts and query.variables:
-            hourly = answer["hourly"]
-            hourly[query.variables[-1]] = hourly[query.variables[-1]][:-1]
+    for answer in answers:
+        if fault is not None and not parts:
+            _break_hourly(answer["hourly"], query, fault)
         parts.append(orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY))
     if len(parts) == 1:
         return parts[0]
     return b"[" + b",".join(parts) + b"]"
+
+
+def _break_hourly(hourly: dict, query: ArchiveQuery, fault: str) -> None:
+    """Apply a payload fault to one location's hourly object, in place."""
+    names = query.variables
+    if fault == "unequal":
+        hourly[names[-1]] = hourly[names[-1]][:-1]
+    elif fault == "missing_hours":
+        # The shared time fragment is cached, so the shorter list is built anew rather than cut.
+        count = _hour_count(query.start_date, query.end_date)
+        hourly["time"] = list(_time_strings(_first_hour(query.start_date), count - 1))
+        for name in names:
+            hourly[name] = hourly[name][:-1]
+    elif fault == "wrong_types":
+        column = hourly[names[0]]
+        values = column.tolist() if isinstance(column, np.ndarray) else list(column)
+        values[0] = orjson.dumps(values[0]).decode()
+        hourly[names[0]] = values
 
 
 def _first_hour(day: date) -> int:
@@ -550,10 +614,13 @@ class SourceServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def _draw(self) -> tuple[FaultPlan, str | None, int]:
+    def _draw(self, query: ArchiveQuery | None) -> tuple[FaultPlan, str | None, int]:
+        """Count the request and draw its fault; untargeted requests leave the seeded sequence as it was."""
         with self._lock:
             self._requests += 1
             plan = self._faults
+            if not plan.targets(query):
+                return plan, None, 200
             fault = plan.pick(self._rng)
             status = self._rng.choice(_SERVER_ERROR_STATUSES) if fault == "server_error" else 200
             return plan, fault, status
@@ -593,7 +660,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": True, "reason": f"Not Found: {url.path}"})
             return
         source = self.server.source
-        plan, fault, status = source._draw()
+        # Parsed first because a targeted plan draws by the query's days; an invalid query
+        # still gets its 400 only after any 5xx, 429 or reset fault.
+        try:
+            query: ArchiveQuery | BadRequest = parse_query(url.query)
+        except BadRequest as error:
+            query = error
+        plan, fault, status = source._draw(None if isinstance(query, BadRequest) else query)
         if fault == "reset":
             source._count(fault)
             self._reset()
@@ -612,18 +685,16 @@ class _Handler(BaseHTTPRequestHandler):
             reason = MINUTELY_LIMIT_REASON if fault == "rate_limited" else DAILY_LIMIT_REASON
             self._send_json(429, {"error": True, "reason": reason})
             return
-        try:
-            query = parse_query(url.query)
-        except BadRequest as error:
-            self._send_json(400, {"error": True, "reason": str(error)})
+        if isinstance(query, BadRequest):
+            self._send_json(400, {"error": True, "reason": str(query)})
             return
         first_null_hour = plan.first_null_hour()
         if first_null_hour is not None and first_null_hour < _first_hour(query.end_date) + 24 and query.variables:
             source._count("recent_nulls")
-        unequal = fault == "unequal" and bool(query.variables)
-        body = encode_archive(query, first_null_hour, unequal=unequal)
-        if unequal:
-            source._count(fault)
+        payload_fault = fault if fault in PAYLOAD_FAULTS and query.variables else None
+        body = encode_archive(query, first_null_hour, payload_fault)
+        if payload_fault is not None:
+            source._count(payload_fault)
         if fault == "malformed":
             source._count(fault)
             body = body[: len(body) // 2]

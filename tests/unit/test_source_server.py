@@ -1,20 +1,30 @@
-"""The local archive server's data and fault plans, without HTTP."""
+"""The local archive server's data and fault plans; fault delivery runs a server in-process."""
 
 import random
 from datetime import UTC, date, datetime, timedelta, timezone
 
+import httpx
 import numpy as np
 import orjson
 import pytest
 
+from pipeline.extract import PermanentSourceError, expected_times, parse_payload, request_params
+from pipeline.locations import Location
 from pipeline.source_server import (
+    ARCHIVE_PATH,
+    PAYLOAD_FAULTS,
     VARIABLES,
     ArchiveQuery,
     FaultPlan,
+    SourceServer,
     archive_objects,
     encode_archive,
     generate,
 )
+from pipeline.window import Window
+
+WINDOW = Window(date(2024, 3, 9), date(2024, 3, 10))
+LOCATIONS = (Location("ams", "Amsterdam", 52.37, 4.9), Location("cpt", "Cape Town", -33.92, 18.42))
 
 
 def _column(answer: dict, name: str) -> np.ndarray:
@@ -138,7 +148,8 @@ def test_encode_archive_nulls_from_first_null_hour():
 def test_fault_plan_parse_reads_every_setting():
     plan = FaultPlan.parse(
         "server_error=0.2, rate_limited=0.1,daily_limit=0.05,slow=0.05,slow_seconds=2,malformed=0.01,"
-        "unequal=0.02,reset=0.03,recent_null_hours=72,available_until=2024-03-10T06:00:00+02:00,seed=7"
+        "unequal=0.02,reset=0.03,missing_hours=0.04,wrong_types=0.05,dropped_location=0.06,"
+        "recent_null_hours=72,available_until=2024-03-10T06:00:00+02:00,only_on=2024-03-03,seed=7"
     )
     assert plan == FaultPlan(
         server_error=0.2,
@@ -149,8 +160,12 @@ def test_fault_plan_parse_reads_every_setting():
         malformed=0.01,
         unequal=0.02,
         reset=0.03,
+        missing_hours=0.04,
+        wrong_types=0.05,
+        dropped_location=0.06,
         recent_null_hours=72,
         available_until=datetime(2024, 3, 10, 4, tzinfo=UTC),
+        only_on=date(2024, 3, 3),
         seed=7,
     )
 
@@ -177,11 +192,22 @@ def test_fault_plan_parse_naive_available_until_is_utc():
         ("available_until=yesterday", "available_until"),
         ("slow=0.1,slow=0.2", "twice"),
         ("server_error=0.7,reset=0.5", "add up to 1.2"),
+        ("missing_hours=1.5", "missing_hours"),
+        ("wrong_types=-0.1", "wrong_types"),
+        ("unequal=0.5,dropped_location=0.6", "add up to 1.1"),
+        ("only_on=2024-02-30", "bad value for fault setting only_on: '2024-02-30'"),
+        ("only_on=20240303", "bad value for fault setting only_on: '20240303'"),
+        ("only_on=2024-03-03T00:00", "bad value for fault setting only_on"),
     ],
 )
 def test_fault_plan_parse_rejects_bad_settings(text, message):
     with pytest.raises(ValueError, match=message):
         FaultPlan.parse(text)
+
+
+def test_fault_plan_rejects_datetime_only_on():
+    with pytest.raises(ValueError, match="only_on"):
+        FaultPlan(only_on=datetime(2024, 3, 3, tzinfo=UTC))
 
 
 def test_fault_plan_rejects_naive_available_until():
@@ -211,3 +237,145 @@ def test_fault_plan_first_null_hour_counts_back_from_available_until():
     plan = FaultPlan(available_until=until, recent_null_hours=3)
     assert plan.first_null_hour() == int(datetime(2024, 3, 10, 3, tzinfo=UTC).timestamp()) // 3600
     assert FaultPlan(recent_null_hours=3).first_null_hour() is None
+
+
+@pytest.mark.parametrize("fault", PAYLOAD_FAULTS[1:])
+def test_fault_plan_pick_draws_payload_faults(fault):
+    assert FaultPlan(**{fault: 1.0}).pick(random.Random(0)) == fault
+
+
+def test_encode_archive_rejects_unknown_payload_fault():
+    query = ArchiveQuery((1.0,), (2.0,), date(2024, 3, 9), date(2024, 3, 9), ("temperature_2m",))
+    with pytest.raises(ValueError, match="reset"):
+        encode_archive(query, fault="reset")
+
+
+@pytest.fixture(scope="module")
+def running():
+    with SourceServer() as server:
+        yield server
+
+
+@pytest.fixture
+def server(running):
+    running.faults = FaultPlan()
+    running.reset_counters()
+    return running
+
+
+@pytest.fixture
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        yield client
+
+
+def _get(
+    client: httpx.Client, locations: tuple[Location, ...] = LOCATIONS, window: Window = WINDOW, **overrides: str
+) -> httpx.Response:
+    """The request the pipeline itself sends, so parse_payload judges the answer as in production."""
+    return client.get(ARCHIVE_PATH, params=request_params(locations, window) | overrides)
+
+
+def _clean(location: Location, window: Window = WINDOW) -> dict:
+    """The answer without faults, as it comes back from JSON."""
+    answer = generate(location.latitude, location.longitude, window.first, window.last, VARIABLES)
+    return orjson.loads(orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+def test_fault_missing_hours_drops_the_last_hour_of_the_first_location(client, server):
+    server.faults = FaultPlan(missing_hours=1.0)
+    response = _get(client)
+    assert response.status_code == 200
+    first, second = response.json()
+    clean = _clean(LOCATIONS[0])
+    assert first["hourly"]["time"] == expected_times(WINDOW)[:-1]
+    assert first["hourly"] == {name: values[:-1] for name, values in clean["hourly"].items()}
+    assert second == _clean(LOCATIONS[1])
+    assert server.faults_injected == {"missing_hours": 1}
+    with pytest.raises(PermanentSourceError, match=r"location 'ams'.*hourly\.time has 47 hours, expected 48"):
+        parse_payload(response.content, LOCATIONS, WINDOW)
+
+
+def test_fault_wrong_types_sends_the_first_value_as_a_string(client, server):
+    server.faults = FaultPlan(wrong_types=1.0)
+    response = _get(client)
+    first, second = response.json()
+    clean = _clean(LOCATIONS[0])
+    sent = first["hourly"]["temperature_2m"][0]
+    assert isinstance(sent, str) and float(sent) == clean["hourly"]["temperature_2m"][0]
+    clean["hourly"]["temperature_2m"][0] = sent
+    assert first == clean
+    assert second == _clean(LOCATIONS[1])
+    assert server.faults_injected == {"wrong_types": 1}
+    with pytest.raises(PermanentSourceError, match="location 'ams'.*temperature_2m has non-numeric values"):
+        parse_payload(response.content, LOCATIONS, WINDOW)
+
+
+@pytest.mark.parametrize("count", [2, 1])
+def test_fault_dropped_location_answers_one_location_fewer(client, server, count):
+    locations = LOCATIONS[:count]
+    server.faults = FaultPlan(dropped_location=1.0)
+    response = _get(client, locations)
+    assert response.status_code == 200
+    assert response.json() == [_clean(location) for location in locations[:-1]]
+    assert server.faults_injected == {"dropped_location": 1}
+    expected = f"answered {count - 1} locations for window {WINDOW}, expected {count}"
+    with pytest.raises(PermanentSourceError, match=expected):
+        parse_payload(response.content, locations, WINDOW)
+
+
+@pytest.mark.parametrize("fault", PAYLOAD_FAULTS)
+def test_payload_faults_leave_answers_without_hourly_variables_alone(client, server, fault):
+    clean = _get(client, hourly="").content
+    server.faults = FaultPlan(**{fault: 1.0})
+    assert _get(client, hourly="").content == clean
+    assert server.faults_injected == {}
+
+
+def test_only_on_faults_only_requests_covering_the_date(client, server):
+    server.faults = FaultPlan(server_error=1.0, only_on=date(2024, 3, 10))
+    before = _get(client, window=Window(date(2024, 3, 8), date(2024, 3, 9)))
+    assert before.status_code == 200
+    parse_payload(before.content, LOCATIONS, Window(date(2024, 3, 8), date(2024, 3, 9)))
+    assert server.faults_injected == {}
+    assert _get(client).status_code in (500, 502, 503)
+    assert _get(client, window=Window(date(2024, 3, 10), date(2024, 3, 12))).status_code in (500, 502, 503)
+    assert server.faults_injected == {"server_error": 2}
+    assert server.requests == 3
+
+
+def test_only_on_other_requests_leave_the_fault_sequence_alone(client, server):
+    plan = FaultPlan(server_error=0.3, rate_limited=0.2, wrong_types=0.2, only_on=date(2024, 3, 10), seed=4)
+    other = Window(date(2024, 3, 1), date(2024, 3, 9))
+
+    def targeted() -> tuple[int, bytes]:
+        response = _get(client)
+        return response.status_code, response.content
+
+    server.faults = plan
+    alone = [targeted() for _ in range(12)]
+    server.faults = plan
+    interleaved = []
+    for _ in range(12):
+        assert _get(client, window=other).status_code == 200
+        interleaved.append(targeted())
+    assert interleaved == alone
+    assert len({status for status, _ in alone}) >= 3
+
+
+def test_only_on_bad_request_is_400_and_draws_nothing(client, server):
+    server.faults = FaultPlan(server_error=1.0, only_on=date(2024, 3, 10))
+    response = _get(client, latitude="")
+    assert response.status_code == 400
+    assert response.json()["reason"] == "Parameter 'latitude' is required"
+    server.faults = FaultPlan(server_error=1.0)
+    assert _get(client, latitude="").status_code in (500, 502, 503)
+    assert server.faults_injected == {"server_error": 1}
+
+
+def test_only_on_leaves_recent_nulls_alone(client, server):
+    until = datetime(2024, 3, 10, 6, tzinfo=UTC)
+    server.faults = FaultPlan(recent_null_hours=3, available_until=until, only_on=date(2024, 1, 1))
+    hourly = _get(client, LOCATIONS[:1]).json()["hourly"]
+    assert hourly["temperature_2m"][27:] == [None] * 21
+    assert server.faults_injected == {"recent_nulls": 1}
