@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import httpx
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID, TASK_SOURCE
 from prefect.concurrency.sync import rate_limit
 from prefect.futures import as_completed
@@ -19,6 +19,9 @@ from pipeline import extract, load, transform, warehouse
 from pipeline.locations import Location, read_locations
 from pipeline.settings import Settings
 from pipeline.window import Window
+
+# Held by the run transforming the warehouse (pg advisory lock on its hash).
+TRANSFORM_LOCK = "weather-pipeline dbt"
 
 
 class Ingested(NamedTuple):
@@ -210,16 +213,26 @@ def read_ledger(dsn: SecretStr, window: Window) -> dict:
 def transform_window(
     dsn: SecretStr, window: Window, project_dir: Path
 ) -> tuple[transform.DbtOutcome, transform.DbtOutcome]:
-    """`dbt run` then `dbt test` over the window, then record which loads the marts now reflect."""
-    with warehouse.connect(dsn.get_secret_value()) as conn:
+    """`dbt run` then `dbt test` over the window, then record which loads the marts now reflect.
+
+    One transform at a time per warehouse: two dbt invocations at once (a backfill meeting the
+    daily run) would race to replace the same views and delete+insert the same mart keys.
+    """
+    with (
+        step("dbt run", window),
+        warehouse.connect(dsn.get_secret_value(), autocommit=True) as conn,
+        warehouse.session_lock(conn, TRANSFORM_LOCK, on_wait=_say_waiting),
+    ):
         dbt_started_at = conn.execute("select now()").fetchone()[0]
-    with step("dbt run", window):
         models = run_dbt("run", window, dsn, project_dir)
-    with step("dbt test", window):
-        tests = run_dbt("test", window, dsn, project_dir)
-    with warehouse.connect(dsn.get_secret_value()) as conn:
+        with step("dbt test", window):
+            tests = run_dbt("test", window, dsn, project_dir)
         load.mark_transformed(conn, window, dbt_started_at)
     return models, tests
+
+
+def _say_waiting() -> None:
+    get_run_logger().info("another run is transforming this warehouse; waiting for it to finish")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,5 +1,7 @@
 """Postgres access: connections, schema migrations and the SQL files that go with them."""
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from importlib import resources
 
@@ -58,6 +60,22 @@ def migrate(conn: psycopg.Connection) -> list[str]:
             conn.execute("insert into ops.schema_migrations (version) values (%s)", [version])
             applied.append(version)
     return applied
+
+
+@contextmanager
+def session_lock(conn: psycopg.Connection, name: str, on_wait: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Hold the advisory lock `name` for the block, across transactions; `on_wait` runs if another holder
+    makes us wait. Postgres releases it when the connection ends, so a killed process cannot leave it held.
+    """
+    key = [name]
+    if not conn.execute("select pg_try_advisory_lock(hashtext(%s))", key).fetchone()[0]:
+        on_wait()
+        conn.execute("select pg_advisory_lock(hashtext(%s))", key)
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            conn.execute("select pg_advisory_unlock(hashtext(%s))", key)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,8 +1,10 @@
 """Loading into the real Postgres: binary COPY, nulls, one transaction per window."""
 
+import threading
 from datetime import UTC, date, datetime
 
 import numpy as np
+import psycopg
 import pytest
 
 from pipeline import load, warehouse
@@ -157,3 +159,28 @@ def test_force_rewrites_every_day(conn):
 
     after = row_versions(conn)
     assert after.keys() == before.keys() and all(after[key] != before[key] for key in before)
+
+
+def test_session_lock_waits_for_its_holder_and_is_freed_when_the_holder_dies(pipeline_env):
+    waited, acquired = threading.Event(), threading.Event()
+
+    def second_holder() -> None:
+        with (
+            psycopg.connect(pipeline_env, autocommit=True) as conn,
+            warehouse.session_lock(conn, "weather test lock", on_wait=waited.set),
+        ):
+            acquired.set()
+
+    holder = psycopg.connect(pipeline_env, autocommit=True)
+    lock = warehouse.session_lock(holder, "weather test lock")
+    lock.__enter__()
+    thread = threading.Thread(target=second_holder)
+    thread.start()
+    held_off = not acquired.wait(1.0)
+    holder.close()  # as when the holding process is killed: no unlock, the session just ends
+    lock.__exit__(None, None, None)
+    thread.join(10)
+
+    assert waited.is_set()
+    assert held_off
+    assert acquired.is_set()
