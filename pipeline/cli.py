@@ -17,6 +17,7 @@ from flows.daily import daily_weather
 from flows.freshness import check_freshness
 from pipeline import load, source_server, stack_cli, warehouse
 from pipeline.backfill import MODES, consecutive_runs, gaps
+from pipeline.locations import read_locations
 from pipeline.runs import warehouse_dsn
 from pipeline.settings import Settings
 from pipeline.window import Window, check_not_future, parse_day
@@ -118,6 +119,7 @@ def _finished(state, command: str) -> dict | None:
 
 
 def _run_daily(day: date | None) -> int:
+    read_locations(Settings().locations_file)
     summary = _finished(daily_weather(logical_date=day, return_state=True), "run")
     if summary is None:
         return 1
@@ -139,6 +141,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             f"--start {args.start} --end {args.end} is {days} days, more than PIPELINE_BACKFILL_MAX_DAYS="
             f"{settings.backfill_max_days}: pass --yes if you mean it"
         )
+    # Bad input is refused here, before a flow run exists, with the error alone and no traceback.
+    read_locations(settings.locations_file)
     state = backfill_weather(
         start_date=args.start, end_date=args.end, reprocess=args.reprocess, dry_run=args.dry_run, return_state=True
     )

@@ -38,16 +38,21 @@ def test_run_rejects_a_bad_date_before_doing_anything(pipeline_env, capsys, valu
     assert not raw_schema_exists(pipeline_env)
 
 
-def test_run_with_an_unreadable_locations_file_fails_with_one_line_and_writes_nothing(
-    pipeline_env, monkeypatch, capsys, tmp_path
+@pytest.mark.parametrize(
+    "command", [["run", "--date", "2024-03-09"], ["backfill", "--start", "2024-03-01", "--end", "2024-03-09"]]
+)
+def test_an_unreadable_locations_file_fails_with_one_line_before_any_run_and_writes_nothing(
+    pipeline_env, monkeypatch, capsys, tmp_path, command
 ):
     monkeypatch.setenv("PIPELINE_LOCATIONS_FILE", str(tmp_path / "nowhere.csv"))
 
-    assert main(["run", "--date", "2024-03-09"]) == 1
+    assert main(command) == 2
 
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("pipeline run failed: prepare failed for 2024-03-04..2024-03-09: locations file")
-    assert "nowhere.csv: cannot be read" in err
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"pipeline: locations file {tmp_path / 'nowhere.csv'}: cannot be read "
+        f"([Errno 2] No such file or directory: '{tmp_path / 'nowhere.csv'}')"
+    ]
     assert not raw_schema_exists(pipeline_env)
 
 
