@@ -3,10 +3,6 @@
 import argparse
 import sys
 
-from prefect.settings import PREFECT_API_URL
-
-from blocks import apply_blocks
-from pipeline import stack
 from pipeline.settings import Settings
 
 
@@ -40,6 +36,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_blocks_apply(args: argparse.Namespace) -> int:
+    from blocks import apply_blocks
+
     _require_api_url()
     for line in apply_blocks(Settings()):
         print(line)
@@ -47,11 +45,15 @@ def cmd_blocks_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    from pipeline import stack
+
     _require_api_url()
     return _report(lambda: stack.configure_server(Settings(), args.pool or stack.default_pool()))
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from pipeline import stack
+
     settings = Settings()
 
     def start() -> None:
@@ -64,6 +66,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    from pipeline import stack
+
     def stop() -> None:
         if not stack.down(Settings().data_dir):
             print("pipeline down: nothing to stop, no stack is recorded")
@@ -72,6 +76,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def _report(action) -> int:
+    from pipeline import stack
+
     try:
         action()
     except stack.StackError as exc:
@@ -81,6 +87,8 @@ def _report(action) -> int:
 
 
 def _require_api_url() -> None:
+    from prefect.settings import PREFECT_API_URL
+
     # Without it Prefect would start a temporary server and the blocks would vanish with it.
     if not PREFECT_API_URL.value():
         raise ValueError("PREFECT_API_URL is not set: point it at the Prefect server (pipeline up prints it)")
