@@ -19,6 +19,7 @@ import os
 import random
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,7 +137,8 @@ class Drill:
 
     def __enter__(self) -> Drill:
         self.rng = random.Random(self.seed)
-        self.postgres = get_server(self.work / "postgres", cleanup_mode="stop")
+        # Stopped in __exit__ rather than by the library, which loses track of it after a restart.
+        self.postgres = get_server(self.work / "postgres", cleanup_mode=None)
         self.admin = self.postgres.get_uri("postgres")
         self.pg_ctl_path = Path(psutil.Process(self.postgres.get_pid()).exe()).with_name("pg_ctl")
         self.paths = stack.StackPaths(self.work / "stack")
@@ -160,7 +162,6 @@ class Drill:
     def __exit__(self, *exc_info: object) -> None:
         self.source.stop()
         stack.stop_process(self.prefect)
-        # Stopped by hand: after a restart the postmaster is not the one the library started.
         self.pg_ctl("-w", "-m", "fast", "stop")
 
     def env(self, db: Warehouse, **overrides: str) -> dict[str, str]:
@@ -688,8 +689,10 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     print(f"\n{len(drill.outcomes) - len(failed)} of {len(drill.outcomes)} scenarios identical in {elapsed:.0f} s")
     if failed:
-        print("differs: " + "; ".join(failed), file=sys.stderr)
-    return 1 if failed else 0
+        print(f"differs: {'; '.join(failed)}\nlogs and data kept in {work}", file=sys.stderr)
+        return 1
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
