@@ -442,7 +442,7 @@ class Drill:
                         outcome.note = "the run finished before the kill point"
                         return
                     time.sleep(0.001)
-                kill_tree(worker.pid)
+                stack.kill_tree(worker.pid)
                 outcome.runs += 1
                 outcome.faults += 1
                 # What the server does once the dead run's heartbeats stop (weather-crashed-runs).
@@ -506,18 +506,6 @@ class Drill:
             problems.append("a rejected input changed the warehouse")
         outcome.identical = not problems
         outcome.note = "; ".join(problems)[:300] or "odd names stored exactly; every bad input rejected by name"
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL a process and everything under it, as the OOM killer or a lost VM would."""
-    leader = psutil.Process(pid)
-    family = [leader, *leader.children(recursive=True)]
-    for proc in family:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(family, timeout=10)
 
 
 def wait_final(client, run_id, timeout: float = 600.0):

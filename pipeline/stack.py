@@ -347,6 +347,18 @@ def stop_process(process: Process, timeout: float = STOP_TIMEOUT_SECONDS) -> str
     return f"{process.name} (pid {process.pid}): killed after {timeout:g} s without stopping"
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and everything under it, as the OOM killer or a lost VM would."""
+    leader = psutil.Process(pid)
+    family = [leader, *leader.children(recursive=True)]
+    for proc in family:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(family, timeout=10)
+
+
 def is_running(process: Process) -> bool:
     """Whether the recorded process is still alive, and is still the process we started."""
     try:

@@ -3,9 +3,12 @@
 import os
 import uuid
 
+import httpx
 import psycopg
 import pytest
 from psycopg import sql
+
+from pipeline.source_server import FaultPlan, SourceServer
 
 # Tests must never call home, and a fresh PREFECT_HOME needs longer than Prefect's default
 # 20 s to start its first temporary server.
@@ -41,3 +44,26 @@ def database_url(tmp_path_factory):
     yield psycopg.conninfo.make_conninfo(**info)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+# The local archive server for tests that talk to it directly over HTTP.
+
+
+@pytest.fixture(scope="module")
+def running():
+    with SourceServer() as server:
+        yield server
+
+
+@pytest.fixture
+def server(running):
+    """The module's archive server with no faults and fresh counters."""
+    running.faults = FaultPlan()
+    running.reset_counters()
+    return running
+
+
+@pytest.fixture
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        yield client

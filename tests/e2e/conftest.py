@@ -6,7 +6,6 @@ Package-scoped: started once for the tests in this folder and stopped before any
 import os
 from pathlib import Path
 
-import psutil
 import psycopg
 import pytest
 from prefect.events.worker import EventsWorker
@@ -102,14 +101,7 @@ class Worker:
 
     def kill(self) -> None:
         """SIGKILL the worker and every process under it, as the OOM killer or a lost VM would."""
-        leader = psutil.Process(self.process.pid)
-        family = [leader, *leader.children(recursive=True)]
-        for proc in family:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(family, timeout=10)
+        stack.kill_tree(self.process.pid)
 
     def stop(self) -> None:
         if self.process is not None:

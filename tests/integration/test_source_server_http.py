@@ -31,25 +31,6 @@ def prefect_server():
     yield
 
 
-@pytest.fixture(scope="module")
-def running():
-    with SourceServer() as server:
-        yield server
-
-
-@pytest.fixture
-def server(running):
-    running.faults = FaultPlan()
-    running.reset_counters()
-    return running
-
-
-@pytest.fixture
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=5) as client:
-        yield client
-
-
 def _archive(client: httpx.Client, **overrides: str) -> httpx.Response:
     return client.get("/v1/archive", params=PARAMS | overrides)
 

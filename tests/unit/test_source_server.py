@@ -16,7 +16,6 @@ from pipeline.source_server import (
     VARIABLES,
     ArchiveQuery,
     FaultPlan,
-    SourceServer,
     archive_objects,
     encode_archive,
     generate,
@@ -248,25 +247,6 @@ def test_encode_archive_rejects_unknown_payload_fault():
     query = ArchiveQuery((1.0,), (2.0,), date(2024, 3, 9), date(2024, 3, 9), ("temperature_2m",))
     with pytest.raises(ValueError, match="reset"):
         encode_archive(query, fault="reset")
-
-
-@pytest.fixture(scope="module")
-def running():
-    with SourceServer() as server:
-        yield server
-
-
-@pytest.fixture
-def server(running):
-    running.faults = FaultPlan()
-    running.reset_counters()
-    return running
-
-
-@pytest.fixture
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=5) as client:
-        yield client
 
 
 def _get(
