@@ -88,7 +88,7 @@ class Run:
         lines = [
             line for line in self.output.splitlines() if line.startswith(("pipeline", "usage:")) or ": error:" in line
         ]
-        return (lines[-1] if lines else self.output.strip().splitlines()[-1] if self.output.strip() else "")[:200]
+        return (lines[-1] if lines else self.output.strip().splitlines()[-1] if self.output.strip() else "")[:400]
 
 
 @dataclass
