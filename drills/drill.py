@@ -112,12 +112,10 @@ class Warehouse:
 
     def snapshot(self) -> dict[str, dict]:
         with psycopg.connect(self.dsn) as conn:
-            if conn.execute("select to_regclass('raw.hourly_weather')").fetchone()[0] is None:
-                return {"raw": {}, "mart": {}}
-            mart = conn.execute("select to_regclass('marts.fct_daily_weather')").fetchone()[0]
+            tables = {"raw": "raw.hourly_weather", "mart": "marts.fct_daily_weather"}
             return {
-                "raw": warehouse.day_checksums(conn, "raw"),
-                "mart": warehouse.day_checksums(conn, "mart") if mart else {},
+                kind: warehouse.day_checksums(conn, kind) if warehouse.table_exists(conn, table) else {}
+                for kind, table in tables.items()
             }
 
     def ledger(self) -> dict[date, str]:

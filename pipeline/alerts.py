@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import psycopg
 
 from pipeline.load import SOURCE
-from pipeline.warehouse import query
+from pipeline.warehouse import query, table_exists
 
 
 def claim(conn: psycopg.Connection, deployment: str, logical_date: date, kind: str, flow_run_id: str | None) -> bool:
@@ -13,7 +13,7 @@ def claim(conn: psycopg.Connection, deployment: str, logical_date: date, kind: s
 
     Before the warehouse is set up (a run that failed that early) every alert goes out.
     """
-    if not _has_alerts_table(conn):
+    if not table_exists(conn, "ops.alerts"):
         return True
     with conn.transaction():
         row = conn.execute(
@@ -25,7 +25,7 @@ def claim(conn: psycopg.Connection, deployment: str, logical_date: date, kind: s
 
 def recover(conn: psycopg.Connection, flow: str, logical_date: date) -> list[str]:
     """Close the open alerts of a logical date that has now landed; returns their kinds."""
-    if not _has_alerts_table(conn):
+    if not table_exists(conn, "ops.alerts"):
         return []
     with conn.transaction():
         rows = conn.execute(query("claim_recovery"), {"flow": flow, "logical_date": logical_date})
@@ -51,7 +51,3 @@ def due_logical_date(now: datetime, deadline: time) -> date:
 
 def deadline_at(logical_date: date, deadline: time) -> datetime:
     return datetime.combine(logical_date + timedelta(days=1), deadline, tzinfo=UTC)
-
-
-def _has_alerts_table(conn: psycopg.Connection) -> bool:
-    return conn.execute("select to_regclass('ops.alerts') is not null").fetchone()[0]

@@ -13,7 +13,7 @@ import psycopg
 from pipeline.backfill import DayStatus, consecutive_runs
 from pipeline.extract import VARIABLES, Observations
 from pipeline.locations import Location
-from pipeline.warehouse import query
+from pipeline.warehouse import query, table_exists
 from pipeline.window import Window
 
 SOURCE = "open-meteo-archive"
@@ -174,7 +174,7 @@ def record_failure(conn: psycopg.Connection, days: Sequence[date], error: str, f
 
 def ledger_status(conn: psycopg.Connection, window: Window) -> dict:
     """`{day: DayStatus}` for the days of `window` that the ledger knows (none before the first load)."""
-    if conn.execute("select to_regclass('ops.load_ledger')").fetchone()[0] is None:
+    if not table_exists(conn, "ops.load_ledger"):
         return {}
     rows = conn.execute(query("ledger_status"), {"source": SOURCE, "first_day": window.first, "last_day": window.last})
     return {day: DayStatus(*status) for day, *status in rows}

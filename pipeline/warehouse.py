@@ -62,6 +62,11 @@ def migrate(conn: psycopg.Connection) -> list[str]:
     return applied
 
 
+def table_exists(conn: psycopg.Connection, name: str) -> bool:
+    """Whether the schema-qualified table `name` exists yet (it does not before the first migration)."""
+    return conn.execute("select to_regclass(%s) is not null", [name]).fetchone()[0]
+
+
 @contextmanager
 def session_lock(conn: psycopg.Connection, name: str, on_wait: Callable[[], None] = lambda: None) -> Iterator[None]:
     """Hold the advisory lock `name` for the block, across transactions; `on_wait` runs if another holder
