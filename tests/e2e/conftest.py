@@ -4,10 +4,15 @@ Package-scoped: started once for the tests in this folder and stopped before any
 """
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from uuid import UUID
 
 import psycopg
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
 from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -17,6 +22,7 @@ from pipeline.source_server import SourceServer
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 POOL = "weather-pool"
+RUN_TIMEOUT_SECONDS = 150
 LOCATIONS = """location_id,name,latitude,longitude
 ams,Amsterdam,52.3676,4.9041
 cpt,Cape Town,-33.9249,18.4241
@@ -109,6 +115,24 @@ class Worker:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+    def wait_for(self, run_id: UUID, reached: Callable[[FlowRun], bool], what: str, timeout: float) -> FlowRun:
+        """Poll the run until `reached(run)`; fail, quoting this worker's log, if it ends first or times out."""
+        deadline = time.monotonic() + timeout
+        with get_client(sync_client=True) as client:
+            while True:
+                run = client.read_flow_run(run_id)
+                if reached(run):
+                    return run
+                if (run.state is not None and run.state.is_final()) or time.monotonic() > deadline:
+                    pytest.fail(f"run {run_id} is {run.state_name}, not {what}; worker log:\n{self.log_tail()}")
+                time.sleep(0.2)
+
+    def wait_for_final_state(self, run_id: UUID, timeout: float = RUN_TIMEOUT_SECONDS) -> FlowRun:
+        return self.wait_for(run_id, lambda run: run.state is not None and run.state.is_final(), "final", timeout)
+
+    def wait_for_running(self, run_id: UUID, timeout: float = 60.0) -> FlowRun:
+        return self.wait_for(run_id, lambda run: run.state is not None and run.state.is_running(), "Running", timeout)
 
 
 @pytest.fixture(scope="package")

@@ -119,18 +119,6 @@ def run_deployment(name: str, parameters: dict, state=None) -> UUID:
         return client.create_flow_run_from_deployment(deployment.id, parameters=parameters, state=state).id
 
 
-def wait_for_final_state(run_id: UUID, worker, timeout: float = RUN_TIMEOUT_SECONDS):
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            run = client.read_flow_run(run_id)
-            if run.state is not None and run.state.is_final():
-                return run
-            if time.monotonic() > deadline:
-                pytest.fail(f"run {run_id} is still {run.state_name} after {timeout} s:\n{worker.log_tail()}")
-            time.sleep(0.5)
-
-
 def report_runs_for(flow_run_id: UUID) -> list:
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("report-run/report-run")
@@ -144,14 +132,14 @@ def wait_for_report_run(flow_run_id: UUID, worker, timeout: float = RUN_TIMEOUT_
         if time.monotonic() > deadline:
             pytest.fail(f"the crash automation started no report-run for {flow_run_id}:\n{worker.log_tail()}")
         time.sleep(1)
-    return wait_for_final_state(runs[0].id, worker)
+    return worker.wait_for_final_state(runs[0].id)
 
 
 def test_failed_daily_run_sends_a_signed_failure_naming_extract(receiver, worker, source):
     source.faults = FaultPlan(daily_limit=1.0)
     try:
         run_id = run_deployment("daily-weather/daily", {"logical_date": FAILED_DAY.isoformat(), "lookback_days": 0})
-        final = wait_for_final_state(run_id, worker)
+        final = worker.wait_for_final_state(run_id)
     finally:
         source.faults = FaultPlan()
 
@@ -174,7 +162,7 @@ def test_crashed_daily_run_is_reported_once_by_the_crash_automation(receiver, wo
     report = wait_for_report_run(run_id, worker)
     event = wait_for_event(receiver, notify.RUN_FAILED, failed_step="crashed")
     # A second report of the same run, as a repeated automation firing would start, sends nothing.
-    repeat = wait_for_final_state(run_deployment("report-run/report-run", {"flow_run_id": str(run_id)}), worker)
+    repeat = worker.wait_for_final_state(run_deployment("report-run/report-run", {"flow_run_id": str(run_id)}))
 
     assert report.state.is_completed(), report.state.message
     assert repeat.state.is_completed(), repeat.state.message
@@ -187,9 +175,7 @@ def test_crashed_daily_run_is_reported_once_by_the_crash_automation(receiver, wo
 
 def test_freshness_deployment_run_twice_alerts_once_for_a_day_without_a_run(receiver, worker):
     runs = [
-        wait_for_final_state(
-            run_deployment("check-freshness/freshness", {"logical_date": LATE_DAY.isoformat()}), worker
-        )
+        worker.wait_for_final_state(run_deployment("check-freshness/freshness", {"logical_date": LATE_DAY.isoformat()}))
         for _ in range(2)
     ]
 

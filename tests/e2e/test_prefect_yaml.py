@@ -6,7 +6,6 @@ import sys
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
-from uuid import UUID
 
 import psycopg
 import pytest
@@ -23,7 +22,6 @@ POOL = "weather-pool"
 # The daily run the scheduler creates at 06:00Z on 2024-03-10 processes 2024-03-09.
 MARCH_10_0600 = datetime(2024, 3, 10, 6, 0, tzinfo=UTC)
 MARCH_9 = date(2024, 3, 9)
-RUN_TIMEOUT_SECONDS = 150
 
 
 def snapshot(conn) -> dict:
@@ -43,7 +41,7 @@ def ledger_run_ids(conn) -> dict:
 def reference(worker, warehouse):
     """One `daily` run scheduled for 06:00Z on 2024-03-10, and the warehouse it leaves."""
     run = create_daily_run(MARCH_10_0600, lookback_days=0)
-    final = wait_for_final_state(run.id, worker)
+    final = worker.wait_for_final_state(run.id)
     assert final.state.is_completed(), f"{final.state.message}\n{worker.log_tail()}"
     return final, snapshot(warehouse)
 
@@ -152,7 +150,7 @@ def test_daily_run_scheduled_at_0600_on_march_10_loads_march_9(reference, wareho
 def test_daily_runs_for_the_same_day_queue_one_behind_the_other_and_converge(reference, worker, warehouse):
     _, loaded = reference
     runs = [create_daily_run(MARCH_10_0600, lookback_days=0) for _ in range(2)]
-    finals = sorted((wait_for_final_state(run.id, worker) for run in runs), key=lambda run: run.start_time)
+    finals = sorted((worker.wait_for_final_state(run.id) for run in runs), key=lambda run: run.start_time)
     with get_client(sync_client=True) as client:
         state_names = {state.name for run in runs for state in client.read_flow_run_states(run.id)}
 
@@ -167,7 +165,7 @@ def test_daily_runs_for_the_same_day_queue_one_behind_the_other_and_converge(ref
 def test_daily_run_cut_short_by_a_killed_worker_converges_when_retried(reference, worker, warehouse, prefect_api):
     _, loaded = reference
     run = create_daily_run(MARCH_10_0600, lookback_days=0)
-    wait_for_running(run.id, worker)
+    worker.wait_for_running(run.id)
     _wait_for_first_task_run(run.id)
 
     worker.kill()
@@ -183,7 +181,7 @@ def test_daily_run_cut_short_by_a_killed_worker_converges_when_retried(reference
         text=True,
         timeout=120,
     )
-    final = wait_for_final_state(run.id, worker)
+    final = worker.wait_for_final_state(run.id)
 
     assert stranded.state.is_running()
     assert retry.returncode == 0, retry.stdout + retry.stderr
@@ -211,32 +209,6 @@ def create_daily_run(scheduled_time: datetime, **parameters) -> FlowRun:
         )
 
 
-def wait_for_final_state(run_id: UUID, worker, timeout: float = RUN_TIMEOUT_SECONDS) -> FlowRun:
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            run = client.read_flow_run(run_id)
-            if run.state is not None and run.state.is_final():
-                return run
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"run {run_id} is still {run.state_name} after {timeout} s; worker log:\n{worker.log_tail()}"
-                )
-            time.sleep(0.5)
-
-
-def wait_for_running(run_id: UUID, worker, timeout: float = 60.0) -> FlowRun:
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            run = client.read_flow_run(run_id)
-            if run.state is not None and run.state.is_running():
-                return run
-            if (run.state is not None and run.state.is_final()) or time.monotonic() > deadline:
-                pytest.fail(f"run {run_id} is {run.state_name}, not Running; worker log:\n{worker.log_tail()}")
-            time.sleep(0.2)
-
-
 def test_daily_run_completes_while_a_long_backfill_holds_its_slot(reference, worker, warehouse, database_url):
     # A backfill held mid-load: this session takes the load lock of its first day, so the
     # backfill stays Running for as long as the test wants, like a year-long backfill would.
@@ -246,17 +218,19 @@ def test_daily_run_completes_while_a_long_backfill_holds_its_slot(reference, wor
             "select pg_advisory_xact_lock(hashtext('raw.hourly_weather'), %s::date - date '2000-01-01')", (february[0],)
         )
         backfill = create_backfill_run(*february)
-        wait_for_running(backfill.id, worker)
+        worker.wait_for_running(backfill.id)
         _wait_for_lock_waiter(warehouse)
         second_backfill = create_backfill_run(*february)
         daily = create_daily_run(MARCH_10_0600, lookback_days=0)
-        daily_final = wait_for_final_state(daily.id, worker)
+        daily_final = worker.wait_for_final_state(daily.id)
         with get_client(sync_client=True) as client:
             backfill_meanwhile = client.read_flow_run(backfill.id)
-            second_meanwhile = _wait_for_state_name(client, second_backfill.id, "AwaitingConcurrencySlot")
+        second_meanwhile = worker.wait_for(
+            second_backfill.id, lambda run: run.state_name == "AwaitingConcurrencySlot", "AwaitingConcurrencySlot", 30.0
+        )
         blocker.rollback()
-    backfill_final = wait_for_final_state(backfill.id, worker)
-    second_final = wait_for_final_state(second_backfill.id, worker)
+    backfill_final = worker.wait_for_final_state(backfill.id)
+    second_final = worker.wait_for_final_state(second_backfill.id)
     loaded_days = {day for day, status, *_ in snapshot(warehouse)["ledger"] if status == "succeeded"}
 
     assert daily_final.state.is_completed(), f"{daily_final.state.message}\n{worker.log_tail()}"
@@ -285,13 +259,4 @@ def _wait_for_lock_waiter(conn, timeout: float = 60.0) -> None:
     ).fetchone()[0]:
         if time.monotonic() > deadline:
             pytest.fail(f"no load waited on the held day lock within {timeout} s")
-        time.sleep(0.2)
-
-
-def _wait_for_state_name(client, run_id: UUID, name: str, timeout: float = 30.0) -> FlowRun:
-    deadline = time.monotonic() + timeout
-    while True:
-        run = client.read_flow_run(run_id)
-        if run.state_name == name or time.monotonic() > deadline:
-            return run
         time.sleep(0.2)
