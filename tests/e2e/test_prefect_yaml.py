@@ -1,6 +1,7 @@
 """prefect.yaml through a real Prefect server and process worker: deploy, schedule, limits, crashes."""
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -88,9 +89,7 @@ def test_daily_deployment_has_the_declared_schedule_parameters_and_limit(configu
     assert deployment.global_concurrency_limit.limit == 1
     assert deployment.concurrency_options.collision_strategy == "ENQUEUE"
     assert (deployment.work_pool_name, deployment.work_queue_name) == (POOL, "daily")
-    assert deployment.pull_steps == [
-        {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PIPELINE_CHECKOUT }}"}}
-    ]
+    assert deployment.pull_steps == [{"pipeline.checkout.set_working_directory": {}}]
 
 
 def test_work_pool_serves_the_daily_queue_before_the_backfill_queue(configured):
@@ -260,3 +259,60 @@ def _wait_for_lock_waiter(conn, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"no load waited on the held day lock within {timeout} s")
         time.sleep(0.2)
+
+
+def copy_checkout(source: Path, target: Path) -> None:
+    """The project's files (tracked, or new and not ignored) copied to `target`, as a clone would leave them."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=source,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        if (source / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, target / name)
+
+
+def install_virtualenv(checkout: Path) -> str:
+    """The checkout's own .venv from requirements.lock, as ./dev makes it (uv's cache makes it ~20 s); its python."""
+    uv = str(Path(sys.executable).with_name("uv"))
+    venv = checkout / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    for command in (
+        [uv, "pip", "sync", "--quiet", "--python", python, "requirements.lock"],
+        [uv, "pip", "install", "--quiet", "--python", python, "--no-deps", "-e", "."],
+    ):
+        result = subprocess.run(command, cwd=checkout, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+    return python
+
+
+def test_workers_started_anywhere_run_the_deployment_from_their_own_checkouts(
+    worker, new_worker, warehouse, tmp_path_factory
+):
+    # Deployed once, by plain `prefect deploy --all` from this checkout (the `configured` fixture).
+    # A second VM: the same files in another folder, its own virtualenv, its worker started elsewhere.
+    other = tmp_path_factory.mktemp("second-vm") / "srv" / "weather"
+    copy_checkout(CHECKOUT, other)
+    second = new_worker(python=install_virtualenv(other), cwd=tmp_path_factory.mktemp("cwd"), name="worker-b")
+    worker.stop()
+    second.start()
+    try:
+        on_second = create_daily_run(datetime(2024, 3, 12, 6, tzinfo=UTC), lookback_days=0)
+        second_final = second.wait_for_final_state(on_second.id)
+    finally:
+        second.stop()
+        worker.start()
+    on_first = create_daily_run(datetime(2024, 3, 13, 6, tzinfo=UTC), lookback_days=0)
+    first_final = worker.wait_for_final_state(on_first.id)
+    run_ids = ledger_run_ids(warehouse)
+
+    assert worker.cwd == Path("/") and worker.python == sys.executable
+    assert second_final.state.is_completed(), f"{second_final.state.message}\n{second.log_tail()}"
+    assert first_final.state.is_completed(), f"{first_final.state.message}\n{worker.log_tail()}"
+    assert (run_ids[date(2024, 3, 11)], run_ids[date(2024, 3, 12)]) == (on_second.id, on_first.id)
+    # The second worker's run built dbt in its own checkout, not in the one that deployed.
+    assert (other / "dbt_project" / "target" / "run_results.json").is_file()

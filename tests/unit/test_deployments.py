@@ -93,9 +93,7 @@ def test_prefect_yaml_work_queues_exist_with_daily_first(daily, backfill):
 def test_prefect_yaml_runs_flows_from_the_workers_checkout_without_build_or_push(prefect_yaml):
     assert prefect_yaml["build"] is None
     assert prefect_yaml["push"] is None
-    assert prefect_yaml["pull"] == [
-        {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PIPELINE_CHECKOUT }}"}}
-    ]
+    assert prefect_yaml["pull"] == [{"pipeline.checkout.set_working_directory": {}}]
 
 
 def test_prefect_yaml_leaves_the_work_pool_to_the_default_setting(prefect_yaml):
