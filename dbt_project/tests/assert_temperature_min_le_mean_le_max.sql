@@ -7,7 +7,8 @@ with
 fct_daily_weather as (
 
     select * from {{ ref('fct_daily_weather') }}
-    where weather_date >= '{{ window_bounds()[0] }}'
+    where
+        weather_date >= '{{ window_bounds()[0] }}'
         and weather_date < '{{ window_bounds()[1] }}'
 
 ),
