@@ -14,7 +14,7 @@ from prefect.settings import PREFECT_UI_URL
 from pydantic import SecretStr
 
 from blocks import resolve_settings
-from pipeline import alerts, embedded, notify, warehouse
+from pipeline import alerts, embedded, notify, outbox, warehouse
 from pipeline.settings import Settings
 from pipeline.tasks import StepFailed
 from pipeline.window import Window, logical_date_for
@@ -79,7 +79,11 @@ def deployment_key() -> str:
 
 
 def send_run_notification(flow, flow_run, state) -> None:
-    """Flow state hook: report a finished run, once per (deployment, logical date) for failures."""
+    """Flow state hook: report a finished run, once per (deployment, logical date) for failures.
+
+    The message goes to the outbox in the transaction that claims (or closes) its alert, so a
+    claim never exists without a message that later commands deliver until the receiver takes it.
+    """
     settings = resolve_settings()
     result = state.result(raise_on_failure=False)
     failed = state.is_failed()
@@ -87,17 +91,29 @@ def send_run_notification(flow, flow_run, state) -> None:
     event_type = notify.RUN_FAILED if failed else notify.BACKFILL_COMPLETED if backfill else notify.RUN_SUCCEEDED
     data = notification_data(flow_run, result)
     logical_date = _logical_date(result)
-    if logical_date is not None and not backfill:
-        try:
-            with warehouse.connect(warehouse_dsn(settings).get_secret_value()) as conn:
-                if failed and not alerts.claim(conn, deployment_key(), logical_date, "failed", str(flow_run.id)):
-                    logger.info("failure of %s for %s already alerted", deployment_key(), logical_date)
-                    return
-                if not failed:
-                    data["recovered"] = alerts.recover(conn, flow.name, logical_date)
-        except Exception as exc:  # the warehouse may be why the run failed: alert without deduplication
-            logger.warning("alert bookkeeping unavailable (%s); notifying anyway", type(exc).__name__)
-    publish(settings, event_type, data, key=str(flow_run.id))
+    key = str(flow_run.id)
+    try:
+        with warehouse.connect(warehouse_dsn(settings).get_secret_value(), autocommit=True) as conn:
+            with conn.transaction():
+                if logical_date is not None and not backfill:
+                    if not failed:
+                        data["recovered"] = alerts.recover(conn, flow.name, logical_date)
+                    elif claimed := alerts.claim(conn, deployment_key(), logical_date, "failed", key):
+                        # A run retried after a recovery can fail again: that is a new message.
+                        key = f"{key}/{claimed.isoformat()}"
+                    else:
+                        logger.info("failure of %s for %s already alerted", deployment_key(), logical_date)
+                        event_type = None
+                queued = event_type is not None and outbox.available(conn)
+                if queued:
+                    outbox.enqueue(conn, settings, event_type, data, key, datetime.now(UTC))
+            outbox.deliver_due(conn, settings)
+        if queued or event_type is None:
+            return
+    except Exception as exc:  # the warehouse may be why the run failed: alert without deduplication
+        logger.warning("alert bookkeeping unavailable (%s); notifying anyway", type(exc).__name__)
+    if event_type is not None:
+        publish(settings, event_type, data, key=key)
 
 
 def publish(settings: Settings, event_type: str, data: dict, key: str) -> bool:
