@@ -217,6 +217,16 @@ def test_bootstrap_sh_installs_and_enables_the_freshness_timer():
     assert "systemctl enable --quiet --now weather-freshness.timer" in text
 
 
+def test_bootstrap_sh_installs_the_freshness_timer_only_where_a_warehouse_is_configured():
+    text = (DEPLOYMENTS / "bootstrap.sh").read_text(encoding="utf-8")
+    guard = 'if [ "$worker_only" = false ] && [ -n "${PIPELINE_DATABASE_URL:-}" ]; then'
+
+    assert guard in text
+    guarded = text.split(guard, 1)[1].split("\nfi\n", 1)[0]
+    assert "install_unit weather-freshness.timer" in guarded
+    assert text.count("install_unit weather-freshness.timer") == 1
+
+
 def test_prefect_yaml_alerting_deployments_use_the_daily_queue_and_only_freshness_is_scheduled(prefect_yaml):
     report = _deployment(prefect_yaml, "report-run")
     freshness = _deployment(prefect_yaml, "freshness")
