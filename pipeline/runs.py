@@ -14,7 +14,7 @@ from prefect.settings import PREFECT_UI_URL
 from pydantic import SecretStr
 
 from blocks import resolve_settings
-from pipeline import alerts, embedded, notify, outbox, warehouse
+from pipeline import alerts, embedded, heartbeat, notify, outbox, warehouse
 from pipeline.settings import Settings
 from pipeline.tasks import StepFailed
 from pipeline.window import Window, logical_date_for
@@ -92,6 +92,8 @@ def send_run_notification(flow, flow_run, state) -> None:
     data = notification_data(flow_run, result)
     logical_date = _logical_date(result)
     key = str(flow_run.id)
+    if not backfill:
+        heartbeat.ping(settings.heartbeat_url, failed, data.get("error") or f"{flow.name} {state.name}")
     try:
         with warehouse.connect(warehouse_dsn(settings).get_secret_value(), autocommit=True) as conn:
             with conn.transaction():

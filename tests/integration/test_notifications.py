@@ -29,6 +29,7 @@ class Receiver:
 
     def __init__(self, port: int = 0, token: str | None = None):
         self.received: list[tuple[dict, bytes]] = []
+        self.paths: list[str] = []
         self.fail_first = 0
         receiver = self
 
@@ -36,6 +37,7 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["content-length"]))
                 receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                receiver.paths.append(self.path)
                 status = 503 if len(receiver.received) <= receiver.fail_first else 204
                 self.send_response(status)
                 self.send_header("content-length", "0")
@@ -259,3 +261,23 @@ def test_check_freshness_alerts_with_the_prefect_server_unreachable(notifying, w
     late = verify(webhook_secret, headers, body)
     assert late["type"] == "pipeline.run.late"
     assert late["data"]["run_state"] == "unknown"
+
+
+def test_the_daily_run_pings_its_heartbeat_on_success_and_fail_on_failure(pipeline_env, monkeypatch, receiver, source):
+    monkeypatch.setenv("PIPELINE_HEARTBEAT_URL", f"http://127.0.0.1:{receiver.server.server_port}/ping/daily")
+
+    succeeded = daily_weather(logical_date=DAY, lookback_days=0, return_state=True)
+    source.faults = FaultPlan(daily_limit=1.0)
+    failed = daily_weather(logical_date=DAY, lookback_days=0, return_state=True)
+
+    assert succeeded.is_completed() and failed.is_failed()
+    assert receiver.paths == ["/ping/daily", "/ping/daily/fail"]
+    assert "Daily API request limit exceeded" in receiver.received[1][1].decode()
+
+
+def test_a_heartbeat_monitor_that_is_down_does_not_change_the_run_state(pipeline_env, monkeypatch):
+    closed = Receiver()
+    closed.close()
+    monkeypatch.setenv("PIPELINE_HEARTBEAT_URL", f"http://127.0.0.1:{closed.server.server_port}/ping/daily")
+
+    assert daily_weather(logical_date=DAY, lookback_days=0, return_state=True).is_completed()
