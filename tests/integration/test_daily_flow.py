@@ -14,6 +14,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.daily import daily_weather
 from pipeline import warehouse
+from pipeline.cli import main
 from pipeline.extract import VARIABLES
 from pipeline.locations import read_locations
 from pipeline.settings import PROJECT_ROOT
@@ -159,7 +160,7 @@ def test_a_400_fails_at_once_with_the_api_reason(pipeline_env, db, source):
     assert message.startswith("extract failed for 1939-12-31: source API answered HTTP 400")
     assert "start_date" in message
     assert source.requests == 1  # the 400 ends the extract: no retry, no further request
-    assert db.execute("select status from ops.load_ledger").fetchall() == [("failed",)]
+    assert db.execute("select status, last_attempt_status from ops.load_ledger").fetchall() == [("failed", "failed")]
 
 
 @pytest.mark.parametrize(
@@ -183,11 +184,29 @@ def test_a_bad_source_fails_extract_and_keeps_the_days_previous_rows(pipeline_en
     assert expected in failure_message(state)
     assert checksums(db) == before_raw
     assert checksums(db, "mart") == before_mart
-    status, row_count, error = db.execute("select status, row_count, error from ops.load_ledger").fetchone()
-    assert (status, row_count) == ("failed", LOCATION_COUNT * 24)
+    # The day had landed and its rows are unchanged: it stays landed, the failed attempt beside it.
+    status, row_count, attempt, error = db.execute(
+        "select status, row_count, last_attempt_status, error from ops.load_ledger"
+    ).fetchone()
+    assert (status, row_count, attempt) == ("succeeded", LOCATION_COUNT * 24, "failed")
     assert expected in error
     assert not ran(state, "load-observations")
     assert not ran(state, "dbt-")
+
+
+def test_a_failed_run_never_downgrades_a_day_that_has_landed(pipeline_env, db, source, capsys):
+    assert run().is_completed()
+    source.faults = FaultPlan(daily_limit=1.0)
+
+    # The next day's run re-fetches DAY as its lookback, and its extract fails.
+    assert run(DAY + timedelta(days=1), lookback_days=1).is_failed()
+
+    ledger = db.execute(
+        "select day, status, last_attempt_status, error is not null from ops.load_ledger order by day"
+    ).fetchall()
+    assert ledger == [(DAY, "succeeded", "failed", True), (DAY + timedelta(days=1), "failed", "failed", True)]
+    assert main(["check-freshness", "--date", str(DAY)]) == 0
+    assert capsys.readouterr().out.strip() == f"{DAY}: landed"
 
 
 def test_a_failed_load_rolls_back_and_runs_no_dbt(pipeline_env, db):

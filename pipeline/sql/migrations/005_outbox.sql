@@ -19,3 +19,9 @@ create table if not exists ops.outbox (
 
 create index if not exists outbox_undelivered_idx on ops.outbox (next_attempt_at) where delivered_at is null;
 
+
+-- The last attempt at a day, beside its last success: a day that has landed keeps status
+-- 'succeeded' (its rows are still those of that load) when a later attempt fails, and the
+-- failure is recorded here, in attempted_at and in error.
+alter table ops.load_ledger add column if not exists last_attempt_status text;
+alter table ops.load_ledger add column if not exists last_attempt_flow_run_id uuid;
