@@ -13,6 +13,7 @@ from pipeline.backfill import Reprocess, plan_backfill
 from pipeline.locations import read_locations
 from pipeline.progress import BackfillProgress
 from pipeline.runs import send_run_notification, warehouse_dsn, window_data
+from pipeline.settings import Settings
 from pipeline.tasks import StepFailed, ingest_chunks, prepare_warehouse, read_ledger, step, transform_window
 from pipeline.window import Window, check_not_future
 
@@ -23,6 +24,8 @@ from pipeline.window import Window, check_not_future
     # that matters is this machine's cores and its Postgres, and a pool costs no API
     # round trip per chunk the way a global concurrency limit would.
     task_runner=ThreadPoolTaskRunner(max_workers=16),
+    # The default of PIPELINE_BACKFILL_TIMEOUT_SECONDS; `pipeline backfill` applies the setting.
+    timeout_seconds=Settings.model_fields["backfill_timeout_seconds"].default,
     on_completion=[send_run_notification],
     on_failure=[send_run_notification],
 )
@@ -71,7 +74,11 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
             RuntimeError(f"{len(failures)} of {len(plan.chunks)} chunks failed, first: {failures[0]}"),
         )
     ingest_seconds = time.perf_counter() - progress_started
-    tests = transform_window(dsn, plan.dbt_window, settings.dbt_project_dir)[1] if plan.dbt_window else None
+    tests = (
+        transform_window(dsn, plan.dbt_window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds)[1]
+        if plan.dbt_window
+        else None
+    )
     summary |= {
         "seconds": {
             "ingest": round(ingest_seconds, 3),

@@ -125,7 +125,8 @@ def _run_daily(day: date | None) -> int:
     read_locations(Settings().locations_file)
     from flows.daily import daily_weather
 
-    summary = _finished(daily_weather(logical_date=day, return_state=True), "run")
+    timed = daily_weather.with_options(timeout_seconds=Settings().daily_timeout_seconds)
+    summary = _finished(timed(logical_date=day, return_state=True), "run")
     if summary is None:
         return 1
     print(
@@ -150,7 +151,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     read_locations(settings.locations_file)
     from flows.backfill import backfill_weather
 
-    state = backfill_weather(
+    state = backfill_weather.with_options(timeout_seconds=settings.backfill_timeout_seconds)(
         start_date=args.start, end_date=args.end, reprocess=args.reprocess, dry_run=args.dry_run, return_state=True
     )
     summary = _finished(state, "backfill")

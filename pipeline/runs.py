@@ -23,10 +23,13 @@ logger = logging.getLogger("pipeline.runs")
 
 
 def warehouse_dsn(settings: Settings) -> SecretStr:
-    """The configured warehouse, or the embedded local Postgres when none is."""
-    if settings.database_url is not None:
-        return settings.database_url
-    return SecretStr(embedded.start(settings.data_dir))
+    """The configured warehouse, or the embedded local Postgres when none is, with this run's time limits.
+
+    Every session opened with it, the run's and dbt's, gives up on a lock or a statement that
+    waits past PIPELINE_LOCK_TIMEOUT_SECONDS / PIPELINE_STATEMENT_TIMEOUT_SECONDS.
+    """
+    dsn = settings.database_url.get_secret_value() if settings.database_url else embedded.start(settings.data_dir)
+    return SecretStr(warehouse.with_timeouts(dsn, settings.lock_timeout_seconds, settings.statement_timeout_seconds))
 
 
 def scheduled_logical_date() -> date:
@@ -67,7 +70,9 @@ def notification_data(flow_run, result: object) -> dict:
                 "failures": [{"name": f.name, "status": f.status, "failures": f.failures} for f in outcome.failures],
             }
     elif isinstance(result, BaseException):
-        data |= {"window": None, "failed_step": "start", "error": str(result).strip().splitlines()[0][:500]}
+        # A flow run past its timeout_seconds ends with a TimeoutError that no step caught.
+        failed_step = "timeout" if isinstance(result, TimeoutError) else "start"
+        data |= {"window": None, "failed_step": failed_step, "error": str(result).strip().splitlines()[0][:500]}
     elif isinstance(result, dict):
         data |= result
     return data
