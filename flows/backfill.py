@@ -9,6 +9,7 @@ from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks import resolve_settings
+from pipeline import quota
 from pipeline.backfill import Reprocess, plan_backfill
 from pipeline.locations import read_locations
 from pipeline.progress import BackfillProgress
@@ -43,6 +44,15 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
         ledger = read_ledger(dsn, window)
     plan = plan_backfill(window, ledger, reprocess, settings.backfill_chunk_days)
     description = plan.describe(len(locations), settings.locations_per_request)
+    # Against the public API, load only the chunks that fit in this hour's and today's calls.
+    chunks, admission, limits = plan.chunks, None, quota.limits(settings)
+    if limits is not None:
+        now = datetime.now(UTC)
+        costs = quota.chunk_calls(plan.chunks, len(locations), settings.locations_per_request)
+        used = quota.current_usage(dsn.get_secret_value(), now)
+        description += "\n" + quota.describe(costs, used, limits, now)
+        admission = quota.admit(costs, used, limits, now)
+        chunks = plan.chunks[: admission.chunks]
     get_run_logger().info(description)
     summary = {
         "kind": "backfill",
@@ -55,13 +65,13 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
     if dry_run:
         return summary | {"dry_run": True}
 
-    progress = BackfillProgress(len(plan.load_days))
+    progress = BackfillProgress(sum(len(chunk) for chunk in chunks))
     progress_started = time.perf_counter()
     failures: list[StepFailed] = []
     changed = 0
     # "all" means rewrite: it also repairs days whose rows no longer match their checksum.
-    chunks = ingest_chunks(settings, dsn, locations, plan.chunks, runtime.flow_run.id, force=reprocess == "all")
-    for outcome in chunks:
+    outcomes = ingest_chunks(settings, dsn, locations, chunks, runtime.flow_run.id, force=reprocess == "all")
+    for outcome in outcomes:
         if isinstance(outcome, StepFailed):
             failures.append(outcome)
             continue
@@ -71,7 +81,7 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
         raise StepFailed(
             failures[0].step,
             window,
-            RuntimeError(f"{len(failures)} of {len(plan.chunks)} chunks failed, first: {failures[0]}"),
+            RuntimeError(f"{len(failures)} of {len(chunks)} chunks failed, first: {failures[0]}"),
         )
     ingest_seconds = time.perf_counter() - progress_started
     tests = (
@@ -85,6 +95,8 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
             "dbt": round(time.perf_counter() - progress_started - ingest_seconds, 3),
         },
         "rows_loaded": progress.rows,
+        "days_loaded": sum(len(chunk) for chunk in chunks),
+        "stopped": quota.stopped_message(admission) if admission and admission.spent else None,
         "checksums_changed": changed,
         "dbt_tests": {"counts": tests.counts, "failures": []} if tests else None,
     }

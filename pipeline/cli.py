@@ -158,6 +158,12 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if summary is None:
         return 1
     print(summary["plan"])
+    if not args.dry_run and summary["stopped"]:
+        print(
+            f"pipeline backfill stopped: {summary['days_loaded']} of {summary['days_planned']} days loaded, "
+            f"{summary['rows_loaded']:,} rows; {summary['stopped']}"
+        )
+        return 3
     if not args.dry_run:
         print(
             f"pipeline backfill succeeded: {summary['days_planned']} days loaded, {summary['rows_loaded']:,} rows, "

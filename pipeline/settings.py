@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     # Waiting for slots of the API rate limit.
     rate_limit_timeout_seconds: float = 900.0
 
+    # The public archive API's limits, as it counts calls (per location, per 14 days, per 10
+    # variables). They apply when source_rate_limit is set, i.e. against the public API: the
+    # minute through that rate limit, the hour and the day counted in ops.api_calls.
+    api_calls_per_minute: int = 600
+    api_calls_per_hour: int = 5_000
+    api_calls_per_day: int = 10_000
+    # Share of each day's calls that a backfill leaves for the daily runs.
+    backfill_daily_reserve: float = 0.1
+
     lookback_days: int = 5
     # Name of a Prefect global concurrency limit with slot decay (created by the deploy
     # step); empty disables rate limiting, e.g. for the local source server.

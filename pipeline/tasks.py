@@ -16,7 +16,7 @@ from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
 from pydantic import SecretStr
 
-from pipeline import extract, load, transform, warehouse
+from pipeline import extract, load, quota, transform, warehouse
 from pipeline.locations import Location, read_locations
 from pipeline.settings import Settings
 from pipeline.window import Window
@@ -174,6 +174,8 @@ def ingest_window(
     started = time.perf_counter()
     try:
         with step("extract", window):
+            if settings.source_rate_limit:  # the public API: its calls count against the hour and the day
+                record_api_calls(dsn, window, locations, settings.locations_per_request, flow_run_id)
             batches = [
                 fetch(
                     settings.source_url,
@@ -221,6 +223,14 @@ def ingest_chunks(
             yield done.result()
         except StepFailed as failure:
             yield failure
+
+
+def record_api_calls(
+    dsn: SecretStr, window: Window, locations: tuple[Location, ...], per_request: int, flow_run_id: str | None
+) -> None:
+    calls = sum(quota.chunk_calls([window], len(locations), per_request))
+    with warehouse.connect(dsn.get_secret_value()) as conn:
+        quota.record(conn, calls, flow_run_id)
 
 
 @task(name="read-ledger", cache_policy=NO_CACHE)
