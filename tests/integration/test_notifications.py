@@ -281,3 +281,16 @@ def test_a_heartbeat_monitor_that_is_down_does_not_change_the_run_state(pipeline
     monkeypatch.setenv("PIPELINE_HEARTBEAT_URL", f"http://127.0.0.1:{closed.server.server_port}/ping/daily")
 
     assert daily_weather(logical_date=DAY, lookback_days=0, return_state=True).is_completed()
+
+
+def test_a_run_that_cannot_reach_the_warehouse_still_alerts_directly(notifying, webhook_secret, monkeypatch):
+    monkeypatch.setenv("PIPELINE_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/nowhere")
+
+    state = daily_weather(logical_date=DAY, lookback_days=0, return_state=True)
+
+    assert state.is_failed()
+    [(headers, body)] = notifying.received
+    event = verify(webhook_secret, headers, body)
+    assert event["type"] == "pipeline.run.failed"
+    assert event["data"]["failed_step"] == "prepare"
+    assert "cannot connect to the warehouse" in event["data"]["error"]
