@@ -12,7 +12,7 @@ from pipeline import alerts, notify, outbox, warehouse
 from pipeline.runs import run_link, warehouse_dsn
 
 
-@flow(name="report-run")
+@flow(name="report-run", timeout_seconds=600)
 def report_run(flow_run_id: str, kind: str = "crashed") -> dict:
     """Alert once that `flow_run_id` ended as `kind`; a crashed run never reaches its own state hook."""
     settings = resolve_settings()

@@ -276,4 +276,5 @@ def test_with_deployment_ids_replaces_names_and_keeps_other_actions():
 def test_every_flow_has_a_time_limit():
     for entrypoint in ("flows/daily.py:daily_weather", "flows/backfill.py:backfill_weather"):
         assert load_flow_from_entrypoint(str(CHECKOUT / entrypoint)).timeout_seconds
-    assert load_flow_from_entrypoint(str(CHECKOUT / "flows/freshness.py:check_freshness")).timeout_seconds == 600
+    for entrypoint in ("flows/freshness.py:check_freshness", "flows/report.py:report_run"):
+        assert load_flow_from_entrypoint(str(CHECKOUT / entrypoint)).timeout_seconds == 600
