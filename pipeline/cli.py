@@ -117,6 +117,8 @@ def _finished(state, command: str) -> dict | None:
         return state.result()
     result = state.result(raise_on_failure=False)
     reason = str(result).strip().splitlines()[0] if isinstance(result, BaseException) else str(state.message)
+    if isinstance(result, TimeoutError) and state.message:  # "Flow run exceeded timeout of …", not "Scope …"
+        reason = state.message
     print(f"pipeline {command} failed: {reason}", file=sys.stderr)
     return None
 

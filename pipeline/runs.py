@@ -95,6 +95,8 @@ def send_run_notification(flow, flow_run, state) -> None:
     backfill = flow.name == "backfill-weather"
     event_type = notify.RUN_FAILED if failed else notify.BACKFILL_COMPLETED if backfill else notify.RUN_SUCCEEDED
     data = notification_data(flow_run, result)
+    if isinstance(result, TimeoutError) and state.message:  # "Flow run exceeded timeout of …", not "Scope …"
+        data["error"] = state.message
     logical_date = _logical_date(result)
     key = str(flow_run.id)
     if not backfill:

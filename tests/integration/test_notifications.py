@@ -294,3 +294,17 @@ def test_a_run_that_cannot_reach_the_warehouse_still_alerts_directly(notifying, 
     assert event["type"] == "pipeline.run.failed"
     assert event["data"]["failed_step"] == "prepare"
     assert "cannot connect to the warehouse" in event["data"]["error"]
+
+
+def test_a_run_past_its_time_limit_fails_saying_so(notifying, source, monkeypatch, capsys):
+    monkeypatch.setenv("PIPELINE_DAILY_TIMEOUT_SECONDS", "1")
+    source.faults = FaultPlan(slow=1.0, slow_seconds=1.5)
+
+    code = main(["run", "--date", str(DAY)])
+
+    assert code == 1
+    assert "pipeline run failed: Flow run exceeded timeout of 1.0 second(s)" in capsys.readouterr().err.splitlines()
+    [(_, body)] = notifying.received
+    event = json.loads(body)
+    assert (event["type"], event["data"]["failed_step"]) == ("pipeline.run.failed", "timeout")
+    assert event["data"]["error"] == "Flow run exceeded timeout of 1.0 second(s)"
