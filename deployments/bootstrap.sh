@@ -95,12 +95,21 @@ systemctl enable --quiet prefect-worker.service
 systemctl restart prefect-worker.service
 say "worker running on pool $PREFECT_DEFAULT_WORK_POOL_NAME (journalctl -u prefect-worker -f)"
 
-# The freshness check that needs no worker: alerts on a missed deadline even with every worker down.
-install_unit weather-freshness.service
-install_unit weather-freshness.timer
-systemctl daemon-reload
-systemctl enable --quiet --now weather-freshness.timer
-say "freshness check every 15 minutes (systemctl list-timers weather-freshness.timer)"
+# The freshness check that needs no worker and no Prefect server: alerts on a missed deadline even
+# with every worker down. It reads the warehouse directly, so it belongs where one is configured,
+# not on worker-only VMs (they read their connections from the server's blocks).
+if [ "$worker_only" = false ] && [ -n "${PIPELINE_DATABASE_URL:-}" ]; then
+    install_unit weather-freshness.service
+    install_unit weather-freshness.timer
+    systemctl daemon-reload
+    systemctl enable --quiet --now weather-freshness.timer
+    say "freshness check every 15 minutes (systemctl list-timers weather-freshness.timer)"
+elif [ -f "$unit_dir/weather-freshness.timer" ]; then
+    systemctl disable --quiet --now weather-freshness.timer
+    rm -f "$unit_dir/weather-freshness.timer" "$unit_dir/weather-freshness.service"
+    systemctl daemon-reload
+    say "freshness timer removed: it runs only where PIPELINE_DATABASE_URL is set, not with --worker-only"
+fi
 
 if [ "$worker_only" = false ]; then
     port=${PREFECT_SERVER_API_PORT:-4200}

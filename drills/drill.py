@@ -15,19 +15,24 @@ in both `raw.hourly_weather` and `marts.fct_daily_weather`, and nothing else is 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import os
 import random
 import re
+import secrets
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
@@ -38,7 +43,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Crashed
 from psycopg import sql
 
-from pipeline import stack, warehouse
+from pipeline import notify, stack, warehouse
 from pipeline.settings import Settings
 from pipeline.source_server import FaultPlan, SourceServer
 from pipeline.window import Window
@@ -505,6 +510,117 @@ class Drill:
         outcome.identical = not problems
         outcome.note = "; ".join(problems)[:300] or "odd names stored exactly; every bad input rejected by name"
 
+    def receiver_down(self, outcome: Outcome) -> None:
+        """A backfill fails while the webhook receiver is down; its alert arrives once, signed, when it is back."""
+        window = self.size.range
+        db = self.database("drill_scenario")
+        receiver = Receiver()
+        port = receiver.port
+        receiver.close()
+        env = {"PIPELINE_WEBHOOK_URL": receiver.url, "PIPELINE_WEBHOOK_SECRET": receiver.secret}
+        env |= {"PIPELINE_OUTBOX_RETRY_SECONDS": "0"}
+        self.source.faults = FaultPlan(daily_limit=1.0)
+        failed = self.run(db, backfill_args(window), **env)
+        outcome.runs += 1
+        outcome.faults += 1
+        self.source.faults = FaultPlan()
+        waiting = self.run(db, ["alerts"], **env)  # the receiver is still down: the alert waits
+        receiver = Receiver(port, receiver.secret, receiver.token)
+        try:
+            later = self.run(db, ["gaps", "--since", window.first.isoformat()], **env)
+            outcome.runs += 2
+            self.converge(db, backfill_args(window), outcome, **env)
+        finally:
+            receiver.close()
+        self.compare(db, window.days, outcome)
+        problems = []
+        if failed.ok or waiting.returncode != 1 or "pipeline.run.failed" not in waiting.output:
+            problems.append(f"no failed run with a waiting alert: {failed.reason} / {waiting.output.strip()[:100]}")
+        failures = [event for event in receiver.events() if event["type"] == "pipeline.run.failed"]
+        if len(failures) != 1:
+            problems.append(f"{len(failures)} failure alerts arrived, expected 1")
+        if not receiver.verified():
+            problems.append("an alert failed its signature check")
+        if "Traceback" in later.output:
+            problems.append("the next command printed a traceback")
+        outcome.identical &= not problems
+        outcome.note = "; ".join(problems) or (
+            f"the failure alert arrived once, signed, from the next command ({len(receiver.received)} messages)"
+        )
+
+    def prefect_down(self, outcome: Outcome) -> None:
+        """check-freshness with the Prefect server unreachable: exit 1, one line, and the late alert."""
+        window = self.size.range
+        db = self.database("drill_scenario")
+        receiver = Receiver()
+        closed = stack.free_port()
+        env = {"PIPELINE_WEBHOOK_URL": receiver.url, "PIPELINE_WEBHOOK_SECRET": receiver.secret}
+        try:
+            check = self.run(
+                db,
+                ["check-freshness", "--date", window.last.isoformat()],
+                PREFECT_API_URL=f"http://127.0.0.1:{closed}/api",
+                **env,
+            )
+            outcome.runs += 1
+            outcome.faults += 1
+            self.converge(db, backfill_args(window), outcome, **env)
+        finally:
+            receiver.close()
+        self.compare(db, window.days, outcome)
+        expected = f"{window.last}: LATE (daily run: unknown); alert sent"
+        late = [event for event in receiver.events() if event["type"] == "pipeline.run.late"]
+        problems = []
+        if check.returncode != 1 or check.output.strip().splitlines()[-1:] != [expected]:
+            problems.append(f"exit {check.returncode}: {check.output.strip()[-200:]}")
+        if "Traceback" in check.output:
+            problems.append("traceback")
+        if len(late) != 1 or not receiver.verified():
+            problems.append(f"{len(late)} signed late alerts, expected 1")
+        outcome.identical &= not problems
+        outcome.note = "; ".join(problems) or "late alert sent with the server down (run state: unknown), exit 1"
+
+
+class Receiver:
+    """A webhook endpoint on this machine that records what it gets and answers 204."""
+
+    def __init__(self, port: int = 0, secret: str | None = None, token: str | None = None):
+        self.secret = secret or "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        self.token = token or secrets.token_hex(8)
+        self.received: list[tuple[dict, bytes]] = []
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(204)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.server.server_port
+        self.url = f"http://127.0.0.1:{self.port}/hooks/{self.token}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def events(self) -> list[dict]:
+        return [json.loads(body) for _, body in self.received]
+
+    def verified(self) -> bool:
+        """Every message carries a valid Standard Webhooks signature."""
+        return all(
+            headers.get("webhook-signature")
+            == notify.sign(self.secret, headers["webhook-id"], int(headers["webhook-timestamp"]), body)
+            for headers, body in self.received
+        )
+
 
 def wait_final(client, run_id, timeout: float = 600.0):
     deadline = time.monotonic() + timeout
@@ -618,6 +734,7 @@ def plan(drill: Drill, size: Size, seed: int, short: bool) -> list[tuple[str, Ca
             ("Postgres restarted mid-load", drill.postgres_restart),
             ("two daily runs of one day and an overlapping backfill at once", drill.concurrent),
             ("hostile inputs (names, dates, ranges, locations files)", drill.hostile),
+            ("webhook receiver down when a run fails", drill.receiver_down),
         ]
     soak = FaultPlan(server_error=0.04, rate_limited=0.03, reset=0.02, slow=0.01, slow_seconds=2, seed=seed)
     return [
@@ -645,6 +762,8 @@ def plan(drill: Drill, size: Size, seed: int, short: bool) -> list[tuple[str, Ca
         ("Postgres restarted mid-load", drill.postgres_restart),
         ("two daily runs of one day and an overlapping backfill at once", drill.concurrent),
         ("hostile inputs (names, dates, ranges, locations files)", drill.hostile),
+        ("webhook receiver down when a run fails", drill.receiver_down),
+        ("Prefect server down at the freshness check", drill.prefect_down),
         (f"soak: backfill {size.soak} with 10 % transient faults", drill.api_faults(soak, size.soak, **timeouts)),
     ]
 

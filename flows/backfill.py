@@ -9,10 +9,12 @@ from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks import resolve_settings
+from pipeline import quota
 from pipeline.backfill import Reprocess, plan_backfill
 from pipeline.locations import read_locations
 from pipeline.progress import BackfillProgress
 from pipeline.runs import send_run_notification, warehouse_dsn, window_data
+from pipeline.settings import Settings
 from pipeline.tasks import StepFailed, ingest_chunks, prepare_warehouse, read_ledger, step, transform_window
 from pipeline.window import Window, check_not_future
 
@@ -23,6 +25,8 @@ from pipeline.window import Window, check_not_future
     # that matters is this machine's cores and its Postgres, and a pool costs no API
     # round trip per chunk the way a global concurrency limit would.
     task_runner=ThreadPoolTaskRunner(max_workers=16),
+    # The default of PIPELINE_BACKFILL_TIMEOUT_SECONDS; `pipeline backfill` applies the setting.
+    timeout_seconds=Settings.model_fields["backfill_timeout_seconds"].default,
     on_completion=[send_run_notification],
     on_failure=[send_run_notification],
 )
@@ -40,6 +44,15 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
         ledger = read_ledger(dsn, window)
     plan = plan_backfill(window, ledger, reprocess, settings.backfill_chunk_days)
     description = plan.describe(len(locations), settings.locations_per_request)
+    # Against the public API, load only the chunks that fit in this hour's and today's calls.
+    chunks, admission, limits = plan.chunks, None, quota.limits(settings)
+    if limits is not None:
+        now = datetime.now(UTC)
+        costs = quota.chunk_calls(plan.chunks, len(locations), settings.locations_per_request)
+        used = quota.current_usage(dsn.get_secret_value(), now)
+        description += "\n" + quota.describe(costs, used, limits, now)
+        admission = quota.admit(costs, used, limits, now)
+        chunks = plan.chunks[: admission.chunks]
     get_run_logger().info(description)
     summary = {
         "kind": "backfill",
@@ -52,13 +65,13 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
     if dry_run:
         return summary | {"dry_run": True}
 
-    progress = BackfillProgress(len(plan.load_days))
+    progress = BackfillProgress(sum(len(chunk) for chunk in chunks))
     progress_started = time.perf_counter()
     failures: list[StepFailed] = []
     changed = 0
     # "all" means rewrite: it also repairs days whose rows no longer match their checksum.
-    chunks = ingest_chunks(settings, dsn, locations, plan.chunks, runtime.flow_run.id, force=reprocess == "all")
-    for outcome in chunks:
+    outcomes = ingest_chunks(settings, dsn, locations, chunks, runtime.flow_run.id, force=reprocess == "all")
+    for outcome in outcomes:
         if isinstance(outcome, StepFailed):
             failures.append(outcome)
             continue
@@ -68,16 +81,22 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
         raise StepFailed(
             failures[0].step,
             window,
-            RuntimeError(f"{len(failures)} of {len(plan.chunks)} chunks failed, first: {failures[0]}"),
+            RuntimeError(f"{len(failures)} of {len(chunks)} chunks failed, first: {failures[0]}"),
         )
     ingest_seconds = time.perf_counter() - progress_started
-    tests = transform_window(dsn, plan.dbt_window, settings.dbt_project_dir)[1] if plan.dbt_window else None
+    tests = (
+        transform_window(dsn, plan.dbt_window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds)[1]
+        if plan.dbt_window
+        else None
+    )
     summary |= {
         "seconds": {
             "ingest": round(ingest_seconds, 3),
             "dbt": round(time.perf_counter() - progress_started - ingest_seconds, 3),
         },
         "rows_loaded": progress.rows,
+        "days_loaded": sum(len(chunk) for chunk in chunks),
+        "stopped": quota.stopped_message(admission) if admission and admission.spent else None,
         "checksums_changed": changed,
         "dbt_tests": {"counts": tests.counts, "failures": []} if tests else None,
     }

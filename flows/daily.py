@@ -7,11 +7,19 @@ from prefect import flow, runtime
 
 from blocks import resolve_settings
 from pipeline.runs import scheduled_logical_date, send_run_notification, warehouse_dsn, window_data
+from pipeline.settings import Settings
 from pipeline.tasks import ingest_window, prepare_warehouse, step, transform_window
 from pipeline.window import check_not_future, daily_window
 
 
-@flow(name="daily-weather", on_completion=[send_run_notification], on_failure=[send_run_notification])
+@flow(
+    name="daily-weather",
+    # The default of PIPELINE_DAILY_TIMEOUT_SECONDS: a deployment's flow is built at import,
+    # before any setting is read; `pipeline run` applies the setting itself.
+    timeout_seconds=Settings.model_fields["daily_timeout_seconds"].default,
+    on_completion=[send_run_notification],
+    on_failure=[send_run_notification],
+)
 def daily_weather(logical_date: date | None = None, lookback_days: int | None = None) -> dict:
     """Process logical date D (default: the day before the run's scheduled start) and D's lookback."""
     settings = resolve_settings()
@@ -22,7 +30,7 @@ def daily_weather(logical_date: date | None = None, lookback_days: int | None = 
         locations = prepare_warehouse(dsn, settings.locations_file)
     ingested = ingest_window(settings, dsn, locations, window, runtime.flow_run.id)
     transform_started = time.perf_counter()
-    models, tests = transform_window(dsn, window, settings.dbt_project_dir)
+    models, tests = transform_window(dsn, window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds)
     return {
         "kind": "daily",
         "logical_date": day.isoformat(),

@@ -1,6 +1,6 @@
 """Report a flow run the server saw crash: one signed `pipeline.run.failed` per run, started by an automation."""
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
 
 from prefect import flow, get_client
@@ -8,11 +8,11 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.logging import get_run_logger
 
 from blocks import resolve_settings
-from pipeline import alerts, notify, warehouse
-from pipeline.runs import publish, run_link, warehouse_dsn
+from pipeline import alerts, notify, outbox, warehouse
+from pipeline.runs import run_link, warehouse_dsn
 
 
-@flow(name="report-run")
+@flow(name="report-run", timeout_seconds=600)
 def report_run(flow_run_id: str, kind: str = "crashed") -> dict:
     """Alert once that `flow_run_id` ended as `kind`; a crashed run never reaches its own state hook."""
     settings = resolve_settings()
@@ -30,14 +30,18 @@ def report_run(flow_run_id: str, kind: str = "crashed") -> dict:
         "failed_step": kind,
         "error": run.state.message if run.state else None,
     }
-    with warehouse.connect(warehouse_dsn(settings).get_secret_value()) as conn:
+    with warehouse.connect(warehouse_dsn(settings).get_secret_value(), autocommit=True) as conn:
         # Without ops.alerts every claim succeeds: a crash before the first load must dedupe too.
         warehouse.migrate(conn)
-        first = alerts.claim(conn, key, day, kind, flow_run_id)
+        with conn.transaction():
+            first = alerts.claim(conn, key, day, kind, flow_run_id)
+            if first:
+                message_key = f"{flow_run_id}/{kind}/{first.isoformat()}"
+                outbox.enqueue(conn, settings, notify.RUN_FAILED, data, message_key, datetime.now(UTC))
+        outbox.deliver_due(conn, settings)
     if not first:
         get_run_logger().info("%s of %s for %s already alerted", kind, key, day)
         return {"alerted": False, **data}
-    publish(settings, notify.RUN_FAILED, data, key=f"{flow_run_id}/{kind}")
     return {"alerted": True, **data}
 
 

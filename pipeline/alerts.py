@@ -8,19 +8,21 @@ from pipeline.load import SOURCE
 from pipeline.warehouse import query, table_exists
 
 
-def claim(conn: psycopg.Connection, deployment: str, logical_date: date, kind: str, flow_run_id: str | None) -> bool:
-    """True the first time an alert is claimed; False for every repeat of it.
+def claim(
+    conn: psycopg.Connection, deployment: str, logical_date: date, kind: str, flow_run_id: str | None
+) -> datetime | None:
+    """When the alert was claimed, the first time it is; None for every repeat of it until the day recovers.
 
     Before the warehouse is set up (a run that failed that early) every alert goes out.
     """
     if not table_exists(conn, "ops.alerts"):
-        return True
+        return datetime.now(UTC)
     with conn.transaction():
         row = conn.execute(
             query("claim_alert"),
             {"deployment": deployment, "logical_date": logical_date, "kind": kind, "flow_run_id": flow_run_id},
         ).fetchone()
-    return row is not None
+    return row[0] if row else None
 
 
 def recover(conn: psycopg.Connection, flow: str, logical_date: date) -> list[str]:

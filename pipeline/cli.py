@@ -93,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     freshness.add_argument("--date", type=_past_day, help="logical date (default: the latest past its deadline)")
     freshness.set_defaults(handler=cmd_check_freshness)
 
+    alerts_command = commands.add_parser(
+        "alerts", help="deliver waiting notifications, then list those still undelivered (exit 1 if any)"
+    )
+    alerts_command.set_defaults(handler=cmd_alerts)
+
     source = commands.add_parser("source", help="the local Open-Meteo-compatible API").add_subparsers()
     serve = source.add_parser("serve", help="serve the archive API on this machine")
     serve.add_argument("--host", default="127.0.0.1")
@@ -116,6 +121,8 @@ def _finished(state, command: str) -> dict | None:
         return state.result()
     result = state.result(raise_on_failure=False)
     reason = str(result).strip().splitlines()[0] if isinstance(result, BaseException) else str(state.message)
+    if isinstance(result, TimeoutError) and state.message:  # "Flow run exceeded timeout of …", not "Scope …"
+        reason = state.message
     print(f"pipeline {command} failed: {reason}", file=sys.stderr)
     return None
 
@@ -124,7 +131,8 @@ def _run_daily(day: date | None) -> int:
     read_locations(Settings().locations_file)
     from flows.daily import daily_weather
 
-    summary = _finished(daily_weather(logical_date=day, return_state=True), "run")
+    timed = daily_weather.with_options(timeout_seconds=Settings().daily_timeout_seconds)
+    summary = _finished(timed(logical_date=day, return_state=True), "run")
     if summary is None:
         return 1
     print(
@@ -149,13 +157,19 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     read_locations(settings.locations_file)
     from flows.backfill import backfill_weather
 
-    state = backfill_weather(
+    state = backfill_weather.with_options(timeout_seconds=settings.backfill_timeout_seconds)(
         start_date=args.start, end_date=args.end, reprocess=args.reprocess, dry_run=args.dry_run, return_state=True
     )
     summary = _finished(state, "backfill")
     if summary is None:
         return 1
     print(summary["plan"])
+    if not args.dry_run and summary["stopped"]:
+        print(
+            f"pipeline backfill stopped: {summary['days_loaded']} of {summary['days_planned']} days loaded, "
+            f"{summary['rows_loaded']:,} rows; {summary['stopped']}"
+        )
+        return 3
     if not args.dry_run:
         print(
             f"pipeline backfill succeeded: {summary['days_planned']} days loaded, {summary['rows_loaded']:,} rows, "
@@ -166,15 +180,17 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_gaps(args: argparse.Namespace) -> int:
-    from pipeline import load
+    from pipeline import load, outbox
     from pipeline.runs import warehouse_dsn
 
     settings = Settings()
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     since = args.since or yesterday - timedelta(days=29)
     expected = Window(since, yesterday)
-    with warehouse.connect(warehouse_dsn(settings).get_secret_value()) as conn:
+    dsn = warehouse_dsn(settings).get_secret_value()
+    with warehouse.connect(dsn) as conn:
         missing, failed = gaps(expected, load.ledger_status(conn, expected))
+    outbox.flush(settings, dsn)
     print(f"checked {expected} ({len(expected)} logical dates)")
     print(f"missing: {_days(missing)}")
     print(f"failed:  {_days(failed)}")
@@ -185,17 +201,48 @@ def cmd_gaps(args: argparse.Namespace) -> int:
 
 
 def cmd_check_freshness(args: argparse.Namespace) -> int:
-    from flows.freshness import check_freshness
+    # Not a flow run: the systemd timer must alert with no Prefect server or worker up.
+    from pipeline import alerts, freshness
+    from pipeline.runs import warehouse_dsn
 
-    result = _finished(check_freshness(logical_date=args.date, return_state=True), "check-freshness")
-    if result is None:
-        return 2
+    settings = Settings()
+    day = args.date or alerts.due_logical_date(datetime.now(UTC), settings.deadline)
+    lookup = freshness.bounded_lookup(settings.prefect_api_timeout_seconds)
+    dsn = warehouse_dsn(settings).get_secret_value()
+    result = freshness.check(settings, dsn, day, freshness.DAILY_DEPLOYMENT, lookup)
     if not result["late"]:
         print(f"{result['logical_date']}: landed")
         return 0
     alerted = "alert sent" if result["alerted"] else "already alerted"
     print(f"{result['logical_date']}: LATE (daily run: {result['run_state']}); {alerted}")
     return 1
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from pipeline import outbox
+    from pipeline.runs import warehouse_dsn
+
+    settings = Settings()
+    dsn = warehouse_dsn(settings).get_secret_value()
+    delivered = outbox.flush(settings, dsn)
+    with warehouse.connect(dsn) as conn:
+        pending = outbox.undelivered(conn)
+    if delivered:
+        print(f"delivered {delivered} waiting notification(s)")
+    if not pending:
+        print("no undelivered notifications")
+        return 0
+    print(f"{'id':>6}  {'state':<8} {'type':<28} {'created (UTC)':<17} {'tries':>5}  next attempt / last error")
+    for message in pending:
+        print(
+            f"{message.id:>6}  {message.state:<8} {message.event_type:<28} {_minute(message.created_at):<17} "
+            f"{message.attempts:>5}  {_minute(message.next_attempt_at)}  {message.last_error or ''}".rstrip()
+        )
+    return 1
+
+
+def _minute(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _days(days: list[date]) -> str:

@@ -7,6 +7,7 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import httpx
 import orjson
@@ -47,6 +48,30 @@ def signed_headers(secret: str | None, msg_id: str, body: bytes, now: float) -> 
     return headers
 
 
+class Attempt(NamedTuple):
+    """The outcome of one POST: accepted (2xx), or why not, and whether trying again can help."""
+
+    accepted: bool
+    outcome: str
+    retryable: bool
+
+
+def post(url: str, body: bytes, msg_id: str, secret: str | None = None, timeout: float = 10.0) -> Attempt:
+    """POST a body once, signed with the current time; never raises.
+
+    The outcome never quotes the URL or the exception text: the URL may hold a token.
+    """
+    headers = signed_headers(secret, msg_id, body, time.time())
+    try:
+        response = httpx.post(url, content=body, headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        return Attempt(False, type(exc).__name__, True)
+    except Exception as exc:  # a bad URL, say: report it, never raise into the pipeline
+        return Attempt(False, type(exc).__name__, False)
+    status = response.status_code
+    return Attempt(status < 300, f"HTTP {status}", status >= 500 or status == 429)
+
+
 def deliver(
     url: str,
     event: dict,
@@ -62,24 +87,15 @@ def deliver(
     """
     body = orjson.dumps(event)
     for attempt in range(1, attempts + 1):
-        headers = signed_headers(secret, msg_id, body, time.time())
-        try:
-            response = httpx.post(url, content=body, headers=headers, timeout=timeout)
-        except httpx.HTTPError as exc:
-            outcome = type(exc).__name__
-        except Exception as exc:  # a bad URL, say: report it, never raise into the pipeline
-            logger.warning("notification %s %s not sent: %s", event["type"], msg_id, type(exc).__name__)
-            return False
-        else:
-            if response.status_code < 300:
-                return True
-            outcome = f"HTTP {response.status_code}"
-            if response.status_code < 500 and response.status_code != 429:
-                break
+        result = post(url, body, msg_id, secret, timeout)
+        if result.accepted:
+            return True
+        if not result.retryable:
+            break
         if attempt < attempts:
             time.sleep(backoff * 2 ** (attempt - 1))
     # The URL may hold a token: log the event and the outcome, never the URL.
-    logger.warning("notification %s %s not delivered: %s", event["type"], msg_id, outcome)
+    logger.warning("notification %s %s not delivered: %s", event["type"], msg_id, result.outcome)
     return False
 
 

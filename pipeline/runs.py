@@ -14,7 +14,7 @@ from prefect.settings import PREFECT_UI_URL
 from pydantic import SecretStr
 
 from blocks import resolve_settings
-from pipeline import alerts, embedded, notify, warehouse
+from pipeline import alerts, embedded, heartbeat, notify, outbox, warehouse
 from pipeline.settings import Settings
 from pipeline.tasks import StepFailed
 from pipeline.window import Window, logical_date_for
@@ -23,10 +23,13 @@ logger = logging.getLogger("pipeline.runs")
 
 
 def warehouse_dsn(settings: Settings) -> SecretStr:
-    """The configured warehouse, or the embedded local Postgres when none is."""
-    if settings.database_url is not None:
-        return settings.database_url
-    return SecretStr(embedded.start(settings.data_dir))
+    """The configured warehouse, or the embedded local Postgres when none is, with this run's time limits.
+
+    Every session opened with it, the run's and dbt's, gives up on a lock or a statement that
+    waits past PIPELINE_LOCK_TIMEOUT_SECONDS / PIPELINE_STATEMENT_TIMEOUT_SECONDS.
+    """
+    dsn = settings.database_url.get_secret_value() if settings.database_url else embedded.start(settings.data_dir)
+    return SecretStr(warehouse.with_timeouts(dsn, settings.lock_timeout_seconds, settings.statement_timeout_seconds))
 
 
 def scheduled_logical_date() -> date:
@@ -67,7 +70,9 @@ def notification_data(flow_run, result: object) -> dict:
                 "failures": [{"name": f.name, "status": f.status, "failures": f.failures} for f in outcome.failures],
             }
     elif isinstance(result, BaseException):
-        data |= {"window": None, "failed_step": "start", "error": str(result).strip().splitlines()[0][:500]}
+        # A flow run past its timeout_seconds ends with a TimeoutError that no step caught.
+        failed_step = "timeout" if isinstance(result, TimeoutError) else "start"
+        data |= {"window": None, "failed_step": failed_step, "error": str(result).strip().splitlines()[0][:500]}
     elif isinstance(result, dict):
         data |= result
     return data
@@ -79,25 +84,45 @@ def deployment_key() -> str:
 
 
 def send_run_notification(flow, flow_run, state) -> None:
-    """Flow state hook: report a finished run, once per (deployment, logical date) for failures."""
+    """Flow state hook: report a finished run, once per (deployment, logical date) for failures.
+
+    The message goes to the outbox in the transaction that claims (or closes) its alert, so a
+    claim never exists without a message that later commands deliver until the receiver takes it.
+    """
     settings = resolve_settings()
     result = state.result(raise_on_failure=False)
     failed = state.is_failed()
     backfill = flow.name == "backfill-weather"
     event_type = notify.RUN_FAILED if failed else notify.BACKFILL_COMPLETED if backfill else notify.RUN_SUCCEEDED
     data = notification_data(flow_run, result)
+    if isinstance(result, TimeoutError) and state.message:  # "Flow run exceeded timeout of …", not "Scope …"
+        data["error"] = state.message
     logical_date = _logical_date(result)
-    if logical_date is not None and not backfill:
-        try:
-            with warehouse.connect(warehouse_dsn(settings).get_secret_value()) as conn:
-                if failed and not alerts.claim(conn, deployment_key(), logical_date, "failed", str(flow_run.id)):
-                    logger.info("failure of %s for %s already alerted", deployment_key(), logical_date)
-                    return
-                if not failed:
-                    data["recovered"] = alerts.recover(conn, flow.name, logical_date)
-        except Exception as exc:  # the warehouse may be why the run failed: alert without deduplication
-            logger.warning("alert bookkeeping unavailable (%s); notifying anyway", type(exc).__name__)
-    publish(settings, event_type, data, key=str(flow_run.id))
+    key = str(flow_run.id)
+    if not backfill:
+        heartbeat.ping(settings.heartbeat_url, failed, data.get("error") or f"{flow.name} {state.name}")
+    try:
+        with warehouse.connect(warehouse_dsn(settings).get_secret_value(), autocommit=True) as conn:
+            with conn.transaction():
+                if logical_date is not None and not backfill:
+                    if not failed:
+                        data["recovered"] = alerts.recover(conn, flow.name, logical_date)
+                    elif claimed := alerts.claim(conn, deployment_key(), logical_date, "failed", key):
+                        # A run retried after a recovery can fail again: that is a new message.
+                        key = f"{key}/{claimed.isoformat()}"
+                    else:
+                        logger.info("failure of %s for %s already alerted", deployment_key(), logical_date)
+                        event_type = None
+                queued = event_type is not None and outbox.available(conn)
+                if queued:
+                    outbox.enqueue(conn, settings, event_type, data, key, datetime.now(UTC))
+            outbox.deliver_due(conn, settings)
+        if queued or event_type is None:
+            return
+    except Exception as exc:  # the warehouse may be why the run failed: alert without deduplication
+        logger.warning("alert bookkeeping unavailable (%s); notifying anyway", type(exc).__name__)
+    if event_type is not None:
+        publish(settings, event_type, data, key=key)
 
 
 def publish(settings: Settings, event_type: str, data: dict, key: str) -> bool:

@@ -30,6 +30,34 @@ class Settings(BaseSettings):
     webhook_format: Literal["standard", "slack"] = "standard"
     # The daily run for D must have completed by this time (UTC) on D+1, or it is late.
     deadline: time = time(7, 0)
+    # An undelivered notification is tried again by later commands after this delay,
+    # doubling per failed attempt up to an hour.
+    outbox_retry_seconds: float = 60.0
+    # Dead man's switch (Healthchecks.io, Cronitor): the daily run pings it, `<url>/fail` on failure.
+    heartbeat_url: SecretStr | None = None
+    # How long the freshness check asks the Prefect API for the run's state before saying "unknown".
+    prefect_api_timeout_seconds: float = 5.0
+
+    # Every wait has a bound; an expiry fails the run naming what it waited for.
+    daily_timeout_seconds: float = 2 * 3600
+    backfill_timeout_seconds: float = 24 * 3600
+    # A load waiting for another load of the same days, or any lock on the raw tables.
+    lock_timeout_seconds: float = 300.0
+    # Any one statement of a load or of dbt.
+    statement_timeout_seconds: float = 3600.0
+    # Waiting for another run's dbt to finish (a backfill's can take a while).
+    transform_lock_timeout_seconds: float = 3600.0
+    # Waiting for slots of the API rate limit.
+    rate_limit_timeout_seconds: float = 900.0
+
+    # The public archive API's limits, as it counts calls (per location, per 14 days, per 10
+    # variables). They apply when source_rate_limit is set, i.e. against the public API: the
+    # minute through that rate limit, the hour and the day counted in ops.api_calls.
+    api_calls_per_minute: int = 600
+    api_calls_per_hour: int = 5_000
+    api_calls_per_day: int = 10_000
+    # Share of each day's calls that a backfill leaves for the daily runs.
+    backfill_daily_reserve: float = 0.1
 
     lookback_days: int = 5
     # Name of a Prefect global concurrency limit with slot decay (created by the deploy

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import httpx
+import psycopg
 from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID, TASK_SOURCE
 from prefect.concurrency.sync import rate_limit
@@ -15,7 +16,7 @@ from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
 from pydantic import SecretStr
 
-from pipeline import extract, load, transform, warehouse
+from pipeline import extract, load, quota, transform, warehouse
 from pipeline.locations import Location, read_locations
 from pipeline.settings import Settings
 from pipeline.window import Window
@@ -80,11 +81,22 @@ def is_transient(task, task_run, state) -> bool:
     persist_result=True,
 )
 def fetch_observations(
-    source_url: str, locations: tuple[Location, ...], window: Window, timeout: float, rate_limit_name: str
+    source_url: str,
+    locations: tuple[Location, ...],
+    window: Window,
+    timeout: float,
+    rate_limit_name: str,
+    rate_limit_timeout: float | None = None,
 ) -> extract.Observations:
     """Download one request's worth of observations (many locations, a range of days)."""
     if rate_limit_name:
-        rate_limit(rate_limit_name, occupy=extract.call_weight(len(locations), len(window)))
+        weight = extract.call_weight(len(locations), len(window))
+        try:
+            rate_limit(rate_limit_name, occupy=weight, timeout_seconds=rate_limit_timeout)
+        except TimeoutError:  # not transient: a limit this busy will not free up in a retry's delay
+            raise TimeoutError(
+                f"waited {rate_limit_timeout:g} s for {weight} slots of the rate limit {rate_limit_name!r}"
+            ) from None
     with httpx.Client(base_url=source_url, timeout=timeout, headers={"user-agent": "weather-pipeline"}) as client:
         return extract.fetch(client, locations, window)
 
@@ -121,7 +133,14 @@ def load_observations(
 ) -> list[load.DayLoad]:
     """Replace the window's rows and ledger entries in one transaction."""
     with warehouse.connect(dsn.get_secret_value()) as conn:
-        return load.replace_window(conn, window, locations, batches, flow_run_id, force=force)
+        try:
+            return load.replace_window(conn, window, locations, batches, flow_run_id, force=force)
+        except psycopg.errors.LockNotAvailable:
+            waited = conn.execute("show lock_timeout").fetchone()[0]
+            raise warehouse.LockWaitExpired(
+                f"waited {waited} for a lock on the window's days or the raw tables, held by another session"
+                " (PIPELINE_LOCK_TIMEOUT_SECONDS)"
+            ) from None
 
 
 @task(name="record-failed-days", cache_policy=NO_CACHE)
@@ -155,6 +174,8 @@ def ingest_window(
     started = time.perf_counter()
     try:
         with step("extract", window):
+            if settings.source_rate_limit:  # the public API: its calls count against the hour and the day
+                record_api_calls(dsn, window, locations, settings.locations_per_request, flow_run_id)
             batches = [
                 fetch(
                     settings.source_url,
@@ -162,6 +183,7 @@ def ingest_window(
                     window,
                     settings.http_timeout_seconds,
                     settings.source_rate_limit,
+                    settings.rate_limit_timeout_seconds,
                 )
                 for batch in extract.batch_locations(locations, settings.locations_per_request)
             ]
@@ -203,6 +225,14 @@ def ingest_chunks(
             yield failure
 
 
+def record_api_calls(
+    dsn: SecretStr, window: Window, locations: tuple[Location, ...], per_request: int, flow_run_id: str | None
+) -> None:
+    calls = sum(quota.chunk_calls([window], len(locations), per_request))
+    with warehouse.connect(dsn.get_secret_value()) as conn:
+        quota.record(conn, calls, flow_run_id)
+
+
 @task(name="read-ledger", cache_policy=NO_CACHE)
 def read_ledger(dsn: SecretStr, window: Window) -> dict:
     """The ledger's view of each day of `window` that has an entry."""
@@ -211,7 +241,7 @@ def read_ledger(dsn: SecretStr, window: Window) -> dict:
 
 
 def transform_window(
-    dsn: SecretStr, window: Window, project_dir: Path
+    dsn: SecretStr, window: Window, project_dir: Path, lock_timeout: float | None = None
 ) -> tuple[transform.DbtOutcome, transform.DbtOutcome]:
     """`dbt run` then `dbt test` over the window, then record which loads the marts now reflect.
 
@@ -221,7 +251,7 @@ def transform_window(
     with (
         step("dbt run", window),
         warehouse.connect(dsn.get_secret_value(), autocommit=True) as conn,
-        warehouse.session_lock(conn, TRANSFORM_LOCK, on_wait=_say_waiting),
+        warehouse.session_lock(conn, TRANSFORM_LOCK, on_wait=_say_waiting, timeout=lock_timeout),
     ):
         dbt_started_at = conn.execute("select now()").fetchone()[0]
         models = run_dbt("run", window, dsn, project_dir)

@@ -68,16 +68,21 @@ def dbt_args(command: str, window: Window) -> list[str]:
 def profile_env(dsn: str) -> dict[str, str]:
     """The environment `dbt_project/profiles.yml` reads, from a libpq DSN.
 
-    The password goes in a DBT_ENV_SECRET_ variable, which dbt scrubs from its logs.
+    The password goes in a DBT_ENV_SECRET_ variable, which dbt scrubs from its logs. The DSN's
+    `options` (the run's lock and statement timeouts) go in PGOPTIONS: dbt-postgres's profile has
+    no field for them, and libpq reads that variable for every connection dbt opens.
     """
     info = psycopg.conninfo.conninfo_to_dict(dsn)
-    return {
+    env = {
         "PIPELINE_DBT_HOST": str(info.get("host") or "localhost"),
         "PIPELINE_DBT_PORT": str(info.get("port") or 5432),
         "PIPELINE_DBT_USER": str(info.get("user") or "postgres"),
         "PIPELINE_DBT_DBNAME": str(info.get("dbname") or info.get("user") or "postgres"),
         "DBT_ENV_SECRET_PASSWORD": str(info.get("password") or ""),
     }
+    if info.get("options"):
+        env["PGOPTIONS"] = str(info["options"])
+    return env
 
 
 @contextmanager

@@ -15,6 +15,10 @@ class WarehouseError(Exception):
     """The warehouse cannot be reached or used."""
 
 
+class LockWaitExpired(Exception):
+    """A lock was not granted within its time limit; the message names the lock and its holder."""
+
+
 @cache
 def query(name: str) -> sql.SQL:
     """The statement in `pipeline/sql/<name>.sql`."""
@@ -28,6 +32,25 @@ def connect(dsn: str, **kwargs) -> psycopg.Connection:
         return psycopg.connect(dsn, connect_timeout=10, application_name="weather-pipeline", **kwargs)
     except psycopg.OperationalError as exc:
         raise WarehouseError(f"cannot connect to the warehouse at {redact_dsn(dsn)}: {_first_line(exc)}") from None
+
+
+def with_timeouts(dsn: str, lock_timeout: float, statement_timeout: float) -> str:
+    """The DSN with `lock_timeout` and `statement_timeout` (seconds) for every session it opens.
+
+    They travel as libpq `options`, so psycopg connections and dbt's (through PGOPTIONS) get them.
+    """
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    limits = f"-c lock_timeout={_milliseconds(lock_timeout)} -c statement_timeout={_milliseconds(statement_timeout)}"
+    existing = str(info.get("options") or "")
+    if limits in existing:  # a DSN that already carries them (the demo passes its DSN on)
+        return dsn
+    options = " ".join(part for part in (existing, limits) if part)
+    return psycopg.conninfo.make_conninfo(dsn, options=options)
+
+
+def _milliseconds(seconds: float) -> int:
+    # 0 would mean "no limit" to Postgres: a limit of 0 s is the shortest one instead.
+    return max(1, round(seconds * 1000))
 
 
 def redact_dsn(dsn: str) -> str:
@@ -68,19 +91,41 @@ def table_exists(conn: psycopg.Connection, name: str) -> bool:
 
 
 @contextmanager
-def session_lock(conn: psycopg.Connection, name: str, on_wait: Callable[[], None] = lambda: None) -> Iterator[None]:
+def session_lock(
+    conn: psycopg.Connection,
+    name: str,
+    on_wait: Callable[[], None] = lambda: None,
+    timeout: float | None = None,
+) -> Iterator[None]:
     """Hold the advisory lock `name` for the block, across transactions; `on_wait` runs if another holder
-    makes us wait. Postgres releases it when the connection ends, so a killed process cannot leave it held.
+    makes us wait, at most `timeout` seconds (then LockWaitExpired). Postgres releases the lock when the
+    connection ends, so a killed process cannot leave it held. `conn` must be in autocommit mode.
     """
     key = [name]
     if not conn.execute("select pg_try_advisory_lock(hashtext(%s))", key).fetchone()[0]:
         on_wait()
-        conn.execute("select pg_advisory_lock(hashtext(%s))", key)
+        try:
+            if timeout is not None:
+                conn.execute("select set_config('lock_timeout', %s, false)", [f"{_milliseconds(timeout)}ms"])
+            conn.execute("select pg_advisory_lock(hashtext(%s))", key)
+        except psycopg.errors.LockNotAvailable:
+            raise LockWaitExpired(f"waited {timeout:g} s for the lock {name!r}, {_holder(conn, name)}") from None
+        finally:
+            if timeout is not None and not conn.closed:
+                conn.execute("reset lock_timeout")
     try:
         yield
     finally:
         if not conn.closed:
             conn.execute("select pg_advisory_unlock(hashtext(%s))", key)
+
+
+def _holder(conn: psycopg.Connection, name: str) -> str:
+    row = conn.execute(query("advisory_lock_holder"), {"name": name}).fetchone()
+    if row is None:
+        return "held by another session"
+    pid, application, state = row
+    return f"held by Postgres pid {pid} ({application or 'no application name'}, {state})"
 
 
 def _first_line(exc: BaseException) -> str:

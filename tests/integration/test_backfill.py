@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from prefect import get_client
 from prefect.settings import PREFECT_API_URL
 
 from flows.backfill import backfill_weather
@@ -177,3 +178,33 @@ def test_gaps_lists_missing_and_failed_days_and_the_command_to_fill_them(pipelin
     assert f"failed:  {yesterday - timedelta(days=1)}" in out
     assert f"pipeline backfill --start {yesterday - timedelta(days=4)} --end {yesterday - timedelta(days=3)}\n" in out
     assert f"--start {yesterday - timedelta(days=1)} --end {yesterday - timedelta(days=1)} --reprocess failed" in out
+
+
+def test_a_backfill_stops_cleanly_when_the_hourly_api_budget_is_spent_and_resumes(
+    pipeline_env, db, monkeypatch, capsys
+):
+    # The budgets apply against a rate-limited (public) API: one that never makes anyone wait.
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name("weather-test-generous", 100_000, slot_decay_per_second=10_000)
+    monkeypatch.setenv("PIPELINE_SOURCE_RATE_LIMIT", "weather-test-generous")
+    monkeypatch.setenv("PIPELINE_BACKFILL_CHUNK_DAYS", "1")
+    # Each one-day chunk is 3 requests (2 + 2 + 1 locations): 5 calls. Two chunks fit in 12.
+    monkeypatch.setenv("PIPELINE_API_CALLS_PER_HOUR", "12")
+    args = ["backfill", "--start", str(START), "--end", str(END)]
+
+    assert main([*args, "--dry-run"]) == 0
+    dry_run = capsys.readouterr().out
+    assert main(args) == 3
+    stopped = capsys.readouterr().out
+    loaded = db.execute("select count(*) from ops.load_ledger where status = 'succeeded'").fetchone()[0]
+    counted = db.execute("select sum(calls) from ops.api_calls").fetchone()[0]
+    monkeypatch.setenv("PIPELINE_API_CALLS_PER_HOUR", "1000")
+    assert main(args) == 0
+
+    assert "API budget: 20 calls planned; this hour 0 used of 12; today 0 used of 10,000" in dry_run
+    assert "only 2 of 4 chunks (10 calls) fit in the hourly budget now" in dry_run
+    assert "pipeline backfill stopped: 2 of 4 days loaded" in stopped
+    assert "the API's hourly call budget is spent; resume after " in stopped
+    assert (loaded, counted) == (2, 10)
+    assert db.execute("select count(*) from ops.load_ledger where status = 'succeeded'").fetchone()[0] == DAYS
+    assert db.execute("select sum(calls) from ops.api_calls").fetchone()[0] == 20

@@ -8,16 +8,20 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.concurrency.sync import rate_limit
 
 from flows.daily import daily_weather
 from pipeline import warehouse
+from pipeline.cli import main
 from pipeline.extract import VARIABLES
 from pipeline.locations import read_locations
 from pipeline.settings import PROJECT_ROOT
 from pipeline.source_server import FaultPlan
+from pipeline.tasks import TRANSFORM_LOCK
 from pipeline.transform import profile_env
 
 DAY = date(2024, 3, 9)
@@ -159,7 +163,7 @@ def test_a_400_fails_at_once_with_the_api_reason(pipeline_env, db, source):
     assert message.startswith("extract failed for 1939-12-31: source API answered HTTP 400")
     assert "start_date" in message
     assert source.requests == 1  # the 400 ends the extract: no retry, no further request
-    assert db.execute("select status from ops.load_ledger").fetchall() == [("failed",)]
+    assert db.execute("select status, last_attempt_status from ops.load_ledger").fetchall() == [("failed", "failed")]
 
 
 @pytest.mark.parametrize(
@@ -183,11 +187,80 @@ def test_a_bad_source_fails_extract_and_keeps_the_days_previous_rows(pipeline_en
     assert expected in failure_message(state)
     assert checksums(db) == before_raw
     assert checksums(db, "mart") == before_mart
-    status, row_count, error = db.execute("select status, row_count, error from ops.load_ledger").fetchone()
-    assert (status, row_count) == ("failed", LOCATION_COUNT * 24)
+    # The day had landed and its rows are unchanged: it stays landed, the failed attempt beside it.
+    status, row_count, attempt, error = db.execute(
+        "select status, row_count, last_attempt_status, error from ops.load_ledger"
+    ).fetchone()
+    assert (status, row_count, attempt) == ("succeeded", LOCATION_COUNT * 24, "failed")
     assert expected in error
     assert not ran(state, "load-observations")
     assert not ran(state, "dbt-")
+
+
+def test_a_failed_run_never_downgrades_a_day_that_has_landed(pipeline_env, db, source, capsys):
+    assert run().is_completed()
+    source.faults = FaultPlan(daily_limit=1.0)
+
+    # The next day's run re-fetches DAY as its lookback, and its extract fails.
+    assert run(DAY + timedelta(days=1), lookback_days=1).is_failed()
+
+    ledger = db.execute(
+        "select day, status, last_attempt_status, error is not null from ops.load_ledger order by day"
+    ).fetchall()
+    assert ledger == [(DAY, "succeeded", "failed", True), (DAY + timedelta(days=1), "failed", "failed", True)]
+    assert main(["check-freshness", "--date", str(DAY)]) == 0
+    assert capsys.readouterr().out.strip() == f"{DAY}: landed"
+
+
+def test_a_run_stuck_behind_another_transform_fails_within_its_lock_timeout(pipeline_env, db, monkeypatch):
+    monkeypatch.setenv("PIPELINE_TRANSFORM_LOCK_TIMEOUT_SECONDS", "1")
+    # Another session holds the transform lock and never lets go, as a hung dbt would.
+    with psycopg.connect(pipeline_env, autocommit=True, application_name="hung transform") as holder:
+        holder.execute("select pg_advisory_lock(hashtext(%s))", [TRANSFORM_LOCK])
+        state = run()
+
+    assert state.is_failed()
+    message = failure_message(state)
+    assert message.startswith(f"dbt run failed for {DAY}: waited 1 s for the lock 'weather-pipeline dbt', held by")
+    assert "hung transform" in message
+    assert not ran(state, "dbt-")
+    # The stuck run let go of everything: the next one runs through.
+    assert run().is_completed()
+
+
+def test_a_load_stuck_behind_a_lock_on_its_days_fails_within_its_lock_timeout(pipeline_env, db, monkeypatch):
+    monkeypatch.setenv("PIPELINE_LOCK_TIMEOUT_SECONDS", "1")
+    day_key = (DAY - date(2000, 1, 1)).days
+    with psycopg.connect(pipeline_env, autocommit=True) as holder:
+        # The lock a load of DAY takes (lock_days.sql), held by a session that never commits.
+        holder.execute("select pg_advisory_lock(hashtext('raw.hourly_weather'), %s)", [day_key])
+        state = run()
+
+    assert state.is_failed()
+    assert failure_message(state) == (
+        f"load failed for {DAY}: waited 1s for a lock on the window's days or the raw tables, "
+        "held by another session (PIPELINE_LOCK_TIMEOUT_SECONDS)"
+    )
+    assert not ran(state, "dbt-")
+    assert db.execute("select status from ops.load_ledger").fetchall() == [("failed",)]
+
+
+def test_a_run_that_cannot_get_rate_limit_slots_fails_within_its_timeout(pipeline_env, db, monkeypatch):
+    name = "weather-test-exhausted-limit"
+    with get_client(sync_client=True) as client:
+        # Every slot taken, and freed far too slowly for the run to get one.
+        client.upsert_global_concurrency_limit_by_name(name, 10, slot_decay_per_second=0.0001)
+    rate_limit(name, occupy=10)
+    monkeypatch.setenv("PIPELINE_SOURCE_RATE_LIMIT", name)
+    monkeypatch.setenv("PIPELINE_RATE_LIMIT_TIMEOUT_SECONDS", "1")
+
+    state = run()
+
+    assert state.is_failed()
+    assert failure_message(state).startswith(
+        f"extract failed for {DAY}: waited 1 s for 2 slots of the rate limit '{name}'"
+    )
+    assert not ran(state, "load-observations")
 
 
 def test_a_failed_load_rolls_back_and_runs_no_dbt(pipeline_env, db):

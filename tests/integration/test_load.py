@@ -184,3 +184,22 @@ def test_session_lock_waits_for_its_holder_and_is_freed_when_the_holder_dies(pip
     assert waited.is_set()
     assert held_off
     assert acquired.is_set()
+
+
+def test_session_lock_gives_up_after_its_timeout_naming_the_lock_and_its_holder(pipeline_env):
+    with (
+        psycopg.connect(pipeline_env, autocommit=True, application_name="stuck session") as holder,
+        warehouse.session_lock(holder, "weather test lock"),
+        psycopg.connect(pipeline_env, autocommit=True) as conn,
+    ):
+        with pytest.raises(warehouse.LockWaitExpired) as expired:
+            with warehouse.session_lock(conn, "weather test lock", timeout=0.2):
+                pass
+        # The waiting session is usable afterwards, without the lock and with no lock timeout left over.
+        held = conn.execute("select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()")
+        assert held.fetchone()[0] == 0
+        assert conn.execute("show lock_timeout").fetchone()[0] == "0"
+
+    message = str(expired.value)
+    assert message.startswith("waited 0.2 s for the lock 'weather test lock', held by Postgres pid ")
+    assert "stuck session" in message

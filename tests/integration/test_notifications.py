@@ -4,7 +4,10 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, date, datetime
@@ -13,8 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from flows.daily import daily_weather
-from pipeline import notify
+from pipeline import notify, outbox, warehouse
 from pipeline.cli import main
+from pipeline.settings import Settings
 from pipeline.source_server import FaultPlan
 
 DAY = date(2024, 3, 9)
@@ -23,8 +27,9 @@ DAY = date(2024, 3, 9)
 class Receiver:
     """A webhook endpoint that records what it gets and can answer 5xx a number of times first."""
 
-    def __init__(self):
+    def __init__(self, port: int = 0, token: str | None = None):
         self.received: list[tuple[dict, bytes]] = []
+        self.paths: list[str] = []
         self.fail_first = 0
         receiver = self
 
@@ -32,6 +37,7 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["content-length"]))
                 receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                receiver.paths.append(self.path)
                 status = 503 if len(receiver.received) <= receiver.fail_first else 204
                 self.send_response(status)
                 self.send_header("content-length", "0")
@@ -40,10 +46,10 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
-        self.token = secrets.token_hex(8)
+        self.token = token or secrets.token_hex(8)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/{self.token}"
 
     def close(self):
@@ -165,3 +171,140 @@ def test_a_late_day_alerts_once_then_reports_recovery(notifying, webhook_secret,
     assert recovered["data"]["recovered"] == ["late"]
     assert main(["check-freshness", "--date", str(DAY)]) == 0
     assert len(notifying.received) == 2
+
+
+def test_a_failure_raised_while_the_receiver_is_down_arrives_once_signed_after_it_comes_back(
+    notifying, webhook_secret, source, monkeypatch, db, capsys
+):
+    port, token = notifying.server.server_port, notifying.token
+    notifying.close()
+    monkeypatch.setenv("PIPELINE_OUTBOX_RETRY_SECONDS", "0")
+    source.faults = FaultPlan(daily_limit=1.0)
+
+    for _ in range(2):  # the second failure of the day is a repeat of the first event: not queued again
+        assert daily_weather(logical_date=DAY, lookback_days=0, return_state=True).is_failed()
+    [(msg_id, attempts, delivered_at)] = db.execute(
+        "select message_id, attempts, delivered_at from ops.outbox"
+    ).fetchall()
+    assert main(["alerts"]) == 1
+    listed = capsys.readouterr().out
+    back = Receiver(port, token)
+    try:
+        assert main(["gaps", "--since", str(DAY)]) == 1  # any later command delivers what waits
+        assert main(["alerts"]) == 0
+        assert main(["gaps", "--since", str(DAY)]) == 1
+    finally:
+        back.close()
+
+    assert attempts == 2 and delivered_at is None
+    assert "pipeline.run.failed" in listed and "failed" in listed and "ConnectError" in listed
+    [(headers, body)] = back.received
+    event = verify(webhook_secret, headers, body)
+    assert headers["webhook-id"] == msg_id
+    assert event["type"] == "pipeline.run.failed"
+    assert event["data"]["failed_step"] == "extract"
+    [(delivered,)] = db.execute("select delivered_at is not null from ops.outbox").fetchall()
+    assert delivered
+    assert token not in listed and webhook_secret not in listed
+
+
+def test_a_day_that_fails_again_after_recovering_is_a_new_alert(notifying, webhook_secret, source):
+    for faults in (FaultPlan(daily_limit=1.0), FaultPlan(), FaultPlan(daily_limit=1.0)):
+        source.faults = faults
+        daily_weather(logical_date=DAY, lookback_days=0, return_state=True)
+
+    events = [verify(webhook_secret, headers, body) for headers, body in notifying.received]
+    assert [event["type"] for event in events] == [
+        "pipeline.run.failed",
+        "pipeline.run.succeeded",
+        "pipeline.run.failed",
+    ]
+    assert events[1]["data"]["recovered"] == ["failed"]
+    assert len({headers["webhook-id"] for headers, _ in notifying.received}) == 3
+
+
+def test_outbox_retries_back_off_and_keep_the_webhook_id(notifying, webhook_secret, db):
+    settings = Settings()
+    notifying.fail_first = 1
+    warehouse.migrate(db)
+    with db.transaction():
+        outbox.enqueue(db, settings, notify.RUN_LATE, {"logical_date": str(DAY)}, "k", datetime.now(UTC))
+
+    first = outbox.deliver_due(db, settings)
+    not_yet = outbox.deliver_due(db, settings)  # not due: the next attempt waits its delay
+    db.execute("update ops.outbox set next_attempt_at = now()")
+    second = outbox.deliver_due(db, settings)
+
+    assert (first, not_yet, second) == (0, 0, 1)
+    [(attempts, last_error)] = db.execute("select attempts, last_error from ops.outbox").fetchall()
+    assert attempts == 2 and last_error is None
+    ids = [headers["webhook-id"] for headers, _ in notifying.received]
+    assert len(ids) == 2 and len(set(ids)) == 1
+    for headers, body in notifying.received:
+        verify(webhook_secret, headers, body)
+
+
+def test_check_freshness_alerts_with_the_prefect_server_unreachable(notifying, webhook_secret):
+    closed = Receiver()  # a port that answered once and is now closed
+    closed.close()
+    env = os.environ | {"PREFECT_API_URL": f"http://127.0.0.1:{closed.server.server_port}/api"}
+    pipeline = os.path.join(os.path.dirname(sys.executable), "pipeline")
+
+    result = subprocess.run(
+        [pipeline, "check-freshness", "--date", str(DAY)], env=env, capture_output=True, text=True, timeout=300
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.strip() == f"{DAY}: LATE (daily run: unknown); alert sent"
+    assert "Traceback" not in result.stderr
+    [(headers, body)] = notifying.received
+    late = verify(webhook_secret, headers, body)
+    assert late["type"] == "pipeline.run.late"
+    assert late["data"]["run_state"] == "unknown"
+
+
+def test_the_daily_run_pings_its_heartbeat_on_success_and_fail_on_failure(pipeline_env, monkeypatch, receiver, source):
+    monkeypatch.setenv("PIPELINE_HEARTBEAT_URL", f"http://127.0.0.1:{receiver.server.server_port}/ping/daily")
+
+    succeeded = daily_weather(logical_date=DAY, lookback_days=0, return_state=True)
+    source.faults = FaultPlan(daily_limit=1.0)
+    failed = daily_weather(logical_date=DAY, lookback_days=0, return_state=True)
+
+    assert succeeded.is_completed() and failed.is_failed()
+    assert receiver.paths == ["/ping/daily", "/ping/daily/fail"]
+    assert "Daily API request limit exceeded" in receiver.received[1][1].decode()
+
+
+def test_a_heartbeat_monitor_that_is_down_does_not_change_the_run_state(pipeline_env, monkeypatch):
+    closed = Receiver()
+    closed.close()
+    monkeypatch.setenv("PIPELINE_HEARTBEAT_URL", f"http://127.0.0.1:{closed.server.server_port}/ping/daily")
+
+    assert daily_weather(logical_date=DAY, lookback_days=0, return_state=True).is_completed()
+
+
+def test_a_run_that_cannot_reach_the_warehouse_still_alerts_directly(notifying, webhook_secret, monkeypatch):
+    monkeypatch.setenv("PIPELINE_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/nowhere")
+
+    state = daily_weather(logical_date=DAY, lookback_days=0, return_state=True)
+
+    assert state.is_failed()
+    [(headers, body)] = notifying.received
+    event = verify(webhook_secret, headers, body)
+    assert event["type"] == "pipeline.run.failed"
+    assert event["data"]["failed_step"] == "prepare"
+    assert "cannot connect to the warehouse" in event["data"]["error"]
+
+
+def test_a_run_past_its_time_limit_fails_saying_so(notifying, source, monkeypatch, capsys):
+    monkeypatch.setenv("PIPELINE_DAILY_TIMEOUT_SECONDS", "1")
+    source.faults = FaultPlan(slow=1.0, slow_seconds=1.5)
+
+    code = main(["run", "--date", str(DAY)])
+
+    assert code == 1
+    assert "pipeline run failed: Flow run exceeded timeout of 1.0 second(s)" in capsys.readouterr().err.splitlines()
+    [(_, body)] = notifying.received
+    event = json.loads(body)
+    assert (event["type"], event["data"]["failed_step"]) == ("pipeline.run.failed", "timeout")
+    assert event["data"]["error"] == "Flow run exceeded timeout of 1.0 second(s)"

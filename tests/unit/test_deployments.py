@@ -215,6 +215,16 @@ def test_bootstrap_sh_installs_and_enables_the_freshness_timer():
     assert "systemctl enable --quiet --now weather-freshness.timer" in text
 
 
+def test_bootstrap_sh_installs_the_freshness_timer_only_where_a_warehouse_is_configured():
+    text = (DEPLOYMENTS / "bootstrap.sh").read_text(encoding="utf-8")
+    guard = 'if [ "$worker_only" = false ] && [ -n "${PIPELINE_DATABASE_URL:-}" ]; then'
+
+    assert guard in text
+    guarded = text.split(guard, 1)[1].split("\nfi\n", 1)[0]
+    assert "install_unit weather-freshness.timer" in guarded
+    assert text.count("install_unit weather-freshness.timer") == 1
+
+
 def test_prefect_yaml_alerting_deployments_use_the_daily_queue_and_only_freshness_is_scheduled(prefect_yaml):
     report = _deployment(prefect_yaml, "report-run")
     freshness = _deployment(prefect_yaml, "freshness")
@@ -259,3 +269,10 @@ def test_with_deployment_ids_replaces_names_and_keeps_other_actions():
         {"type": "cancel-flow-run"},
     ]
     assert "deployment_name" in spec["actions"][0]
+
+
+def test_every_flow_has_a_time_limit():
+    for entrypoint in ("flows/daily.py:daily_weather", "flows/backfill.py:backfill_weather"):
+        assert load_flow_from_entrypoint(str(CHECKOUT / entrypoint)).timeout_seconds
+    for entrypoint in ("flows/freshness.py:check_freshness", "flows/report.py:report_run"):
+        assert load_flow_from_entrypoint(str(CHECKOUT / entrypoint)).timeout_seconds == 600

@@ -57,3 +57,9 @@ def test_describe_failures_names_each_failing_node_with_its_row_count():
 def test_dbt_log_level_maps_prefects_warning_to_dbts_warn():
     with temporary_settings({PREFECT_LOGGING_LEVEL: "WARNING"}):
         assert dbt_log_level() == EventLevel.WARN
+
+
+def test_profile_env_passes_the_dsns_options_to_dbt_as_pgoptions():
+    env = profile_env("postgresql://etl@db/warehouse?options=-c%20lock_timeout%3D1000")
+
+    assert env["PGOPTIONS"] == "-c lock_timeout=1000"

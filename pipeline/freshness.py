@@ -1,0 +1,77 @@
+"""The freshness check: is a logical date in the marts by its deadline? If not, alert once.
+
+It needs the warehouse and the webhook only: the Prefect API, when reachable, adds the state
+of the day's run to the alert, and "unknown" stands in for it when it is not.
+"""
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import (
+    PREFECT_API_REQUEST_TIMEOUT,
+    PREFECT_API_URL,
+    PREFECT_CLIENT_MAX_RETRIES,
+    temporary_settings,
+)
+
+from pipeline import alerts, notify, outbox, warehouse
+from pipeline.runs import daily_run_for
+from pipeline.settings import Settings
+
+DAILY_DEPLOYMENT = "daily-weather/daily"
+
+logger = logging.getLogger("pipeline.freshness")
+
+RunLookup = Callable[[date, str], dict | None]
+
+
+def check(
+    settings: Settings, dsn: str, day: date, deployment: str, run_lookup: RunLookup, flow_run_id: str | None = None
+) -> dict:
+    """Alert once if `day` has not landed; deliver whatever else the outbox holds either way."""
+    with warehouse.connect(dsn, autocommit=True) as conn:
+        warehouse.migrate(conn)
+        if alerts.landed(conn, day):
+            outbox.deliver_due(conn, settings)
+            return {"logical_date": day.isoformat(), "late": False, "alerted": False}
+        run = run_lookup(day, deployment)
+        data = {
+            "deployment": deployment,
+            "logical_date": day.isoformat(),
+            "deadline": alerts.deadline_at(day, settings.deadline).isoformat(),
+            "run_state": run["state"] if run else "none",
+            "flow_run": run,
+        }
+        with conn.transaction():
+            claimed = alerts.claim(conn, deployment, day, "late", flow_run_id)
+            if claimed:
+                key = f"{deployment}/{day}/late/{claimed.isoformat()}"
+                outbox.enqueue(conn, settings, notify.RUN_LATE, data, key, datetime.now(UTC))
+        outbox.deliver_due(conn, settings)
+    logger.warning("%s for %s has not landed (run: %s)", deployment, day, data["run_state"])
+    return {"logical_date": day.isoformat(), "late": True, "alerted": bool(claimed), "run_state": data["run_state"]}
+
+
+def lookup_run(day: date, deployment: str) -> dict | None:
+    """The day's run as the Prefect server knows it; `unknown` when it cannot say."""
+    try:
+        return daily_run_for(day, deployment)
+    except ObjectNotFound:  # the deployment itself is gone: no run exists
+        return None
+    except Exception as exc:  # no server, or no such deployment: the ledger still says the day is late
+        logger.warning("cannot read %s runs from Prefect: %s", deployment, type(exc).__name__)
+        return {"state": "unknown", "error": type(exc).__name__}
+
+
+def bounded_lookup(timeout_seconds: float) -> RunLookup:
+    """`lookup_run` that gives up after about `timeout_seconds`, and never starts a temporary server."""
+
+    def lookup(day: date, deployment: str) -> dict | None:
+        if not PREFECT_API_URL.value():  # without a server to ask, Prefect would start one (~20 s)
+            return {"state": "unknown", "error": "PREFECT_API_URL is not set"}
+        with temporary_settings({PREFECT_API_REQUEST_TIMEOUT: timeout_seconds, PREFECT_CLIENT_MAX_RETRIES: 0}):
+            return lookup_run(day, deployment)
+
+    return lookup

@@ -1,0 +1,127 @@
+"""The notification outbox: every notification is written to `ops.outbox`, then delivered until a 2xx."""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+import psycopg
+
+from pipeline import notify, warehouse
+from pipeline.settings import Settings
+from pipeline.warehouse import query, table_exists
+
+RETRY_CAP_SECONDS = 3600.0
+# Messages one command tries at most: a long outage must not turn every command into a sweep.
+BATCH = 100
+
+logger = logging.getLogger("pipeline.outbox")
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An undelivered message, as `pipeline alerts` lists it."""
+
+    id: int
+    message_id: str
+    event_type: str
+    created_at: datetime
+    attempts: int
+    last_attempt_at: datetime | None
+    last_error: str | None
+    next_attempt_at: datetime
+
+    @property
+    def state(self) -> str:
+        return "failed" if self.attempts else "pending"
+
+
+def retry_delay(attempts: int, base: float, cap: float = RETRY_CAP_SECONDS) -> float:
+    """Seconds before the next attempt after `attempts` failed ones: base, 2×base, 4×base, … at most `cap`."""
+    if attempts < 1:
+        return 0.0
+    return min(base * 2 ** min(attempts - 1, 32), cap)
+
+
+def render(settings: Settings, event_type: str, data: dict, now: datetime) -> bytes:
+    """The body the receiver gets, in the configured format; it is stored and re-sent byte for byte."""
+    event = notify.build_event(event_type, data, now)
+    return orjson.dumps(notify.slack_message(event) if settings.webhook_format == "slack" else event)
+
+
+def available(conn: psycopg.Connection) -> bool:
+    """Whether the outbox exists (it does not before the first migration)."""
+    return table_exists(conn, "ops.outbox")
+
+
+def enqueue(
+    conn: psycopg.Connection, settings: Settings, event_type: str, data: dict, key: str, now: datetime
+) -> str | None:
+    """Write one notification to the outbox, in the caller's transaction; returns its `webhook-id`.
+
+    Without a webhook nothing is queued: the event is only logged, as it always was.
+    """
+    if settings.webhook_url is None:
+        logger.info("notification %s (no PIPELINE_WEBHOOK_URL configured)", event_type)
+        return None
+    msg_id = notify.message_id(event_type, key)
+    body = render(settings, event_type, data, now).decode()
+    conn.execute(query("outbox_enqueue"), {"message_id": msg_id, "event_type": event_type, "body": body})
+    return msg_id
+
+
+def deliver_due(conn: psycopg.Connection, settings: Settings, limit: int = BATCH) -> int:
+    """Try every message whose attempt is due, oldest first; returns how many were delivered.
+
+    `conn` must be in autocommit mode: each message is locked, sent and updated in its own
+    transaction, so a crash loses at most one attempt's bookkeeping (the message is sent again,
+    with the same `webhook-id`). Stops at the first receiver that is down: the rest would fail too.
+    """
+    if settings.webhook_url is None or not available(conn):
+        return 0
+    url = settings.webhook_url.get_secret_value()
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    delivered, after = 0, 0
+    for _ in range(limit):
+        with conn.transaction():
+            row = conn.execute(query("outbox_next_due"), {"after": after}).fetchone()
+            if row is None:
+                break
+            row_id, msg_id, event_type, body, attempts = row
+            after = row_id
+            attempt = notify.post(url, body.encode(), msg_id, secret)
+            if attempt.accepted:
+                conn.execute(query("outbox_delivered"), {"id": row_id})
+                delivered += 1
+                continue
+            retry_in = retry_delay(attempts + 1, settings.outbox_retry_seconds)
+            conn.execute(query("outbox_failed"), {"id": row_id, "error": attempt.outcome, "retry_in": retry_in})
+        # The URL may hold a token: name the message and the outcome only.
+        logger.warning(
+            "notification %s %s not delivered (%s); next attempt in %.0f s",
+            event_type,
+            msg_id,
+            attempt.outcome,
+            retry_in,
+        )
+        if attempt.retryable:
+            break
+    return delivered
+
+
+def undelivered(conn: psycopg.Connection) -> list[Pending]:
+    if not available(conn):
+        return []
+    return [Pending(*row) for row in conn.execute(query("outbox_undelivered"))]
+
+
+def flush(settings: Settings, dsn: str) -> int:
+    """Deliver what is due, for commands that do not otherwise notify; never raises."""
+    if settings.webhook_url is None:
+        return 0
+    try:
+        with warehouse.connect(dsn, autocommit=True) as conn:
+            return deliver_due(conn, settings)
+    except Exception as exc:  # a command's own outcome matters more than a late notification
+        logger.warning("outbox not delivered: %s", type(exc).__name__)
+        return 0
