@@ -71,7 +71,7 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
             RuntimeError(f"{len(failures)} of {len(plan.chunks)} chunks failed, first: {failures[0]}"),
         )
     ingest_seconds = time.perf_counter() - progress_started
-    tests = transform_window(dsn, plan.dbt_window, settings.dbt_project_dir)[1] if plan.dbt_window else None
+    tests = transform_window(dsn, plan.dbt_window, settings.dbt_project_dir) if plan.dbt_window else None
     summary |= {
         "seconds": {
             "ingest": round(ingest_seconds, 3),

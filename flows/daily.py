@@ -1,4 +1,4 @@
-"""The daily run: one logical day plus a short lookback, ingest → load → dbt run → dbt test."""
+"""The daily run: one logical day plus a short lookback, ingest → load → dbt build (audit) → publish."""
 
 import time
 from datetime import UTC, date, datetime
@@ -22,7 +22,7 @@ def daily_weather(logical_date: date | None = None, lookback_days: int | None = 
         locations = prepare_warehouse(dsn, settings.locations_file)
     ingested = ingest_window(settings, dsn, locations, window, runtime.flow_run.id)
     transform_started = time.perf_counter()
-    models, tests = transform_window(dsn, window, settings.dbt_project_dir)
+    built = transform_window(dsn, window, settings.dbt_project_dir)
     return {
         "kind": "daily",
         "logical_date": day.isoformat(),
@@ -33,6 +33,6 @@ def daily_weather(logical_date: date | None = None, lookback_days: int | None = 
             "load": round(ingested.load_seconds, 3),
             "dbt": round(time.perf_counter() - transform_started, 3),
         },
-        "dbt_models": models.counts,
-        "dbt_tests": {"counts": tests.counts, "failures": []},
+        "dbt_models": built.model_counts,
+        "dbt_tests": {"counts": built.counts, "failures": []},
     }

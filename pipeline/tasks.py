@@ -131,10 +131,17 @@ def record_failed_days(dsn: SecretStr, window: Window, error: str, flow_run_id: 
         load.record_failure(conn, window.days, error, flow_run_id)
 
 
-@task(name="run-dbt", task_run_name="dbt-{command}", cache_policy=NO_CACHE)
-def run_dbt(command: str, window: Window, dsn: SecretStr, project_dir: Path) -> transform.DbtOutcome:
-    """`dbt run` or `dbt test` over the window; failing nodes fail the task, by name."""
-    return transform.run_dbt(command, window, dsn.get_secret_value(), project_dir)
+@task(name="run-dbt", task_run_name="dbt-build", cache_policy=NO_CACHE)
+def run_dbt(window: Window, dsn: SecretStr, project_dir: Path) -> transform.DbtOutcome:
+    """`dbt build` of the window into `audit`; failing nodes fail the task, by name and day."""
+    return transform.build(dsn.get_secret_value(), project_dir)
+
+
+@task(name="publish-window", cache_policy=NO_CACHE)
+def publish_window(dsn: SecretStr, window: Window) -> None:
+    """Copy the audited window into `marts` in one transaction."""
+    with warehouse.connect(dsn.get_secret_value()) as conn:
+        transform.publish(conn, window)
 
 
 @task(name="ingest-window", task_run_name="ingest-{window}", cache_policy=NO_CACHE)
@@ -210,25 +217,26 @@ def read_ledger(dsn: SecretStr, window: Window) -> dict:
         return load.ledger_status(conn, window)
 
 
-def transform_window(
-    dsn: SecretStr, window: Window, project_dir: Path
-) -> tuple[transform.DbtOutcome, transform.DbtOutcome]:
-    """`dbt run` then `dbt test` over the window, then record which loads the marts now reflect.
+def transform_window(dsn: SecretStr, window: Window, project_dir: Path) -> transform.DbtOutcome:
+    """Write-audit-publish: `dbt build` the window into `audit`, then publish it into `marts` if every test passed.
 
-    One transform at a time per warehouse: two dbt invocations at once (a backfill meeting the
-    daily run) would race to replace the same views and delete+insert the same mart keys.
+    A failing test fails the build before anything reaches `marts`, which keeps what it
+    had; the days stay "not yet transformed" in the ledger, so the next run publishes them.
+    One transform at a time per warehouse: two builds at once (a backfill meeting the
+    daily run) would race to replace the same audit tables and publish each other's window.
     """
     with (
-        step("dbt run", window),
+        step("dbt build", window),
         warehouse.connect(dsn.get_secret_value(), autocommit=True) as conn,
         warehouse.session_lock(conn, TRANSFORM_LOCK, on_wait=_say_waiting),
     ):
         dbt_started_at = conn.execute("select now()").fetchone()[0]
-        models = run_dbt("run", window, dsn, project_dir)
-        with step("dbt test", window):
-            tests = run_dbt("test", window, dsn, project_dir)
+        transform.set_window(conn, window)
+        outcome = run_dbt(window, dsn, project_dir)
+        with step("publish", window):
+            publish_window(dsn, window)
         load.mark_transformed(conn, window, dbt_started_at)
-    return models, tests
+    return outcome
 
 
 def _say_waiting() -> None:

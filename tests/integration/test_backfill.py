@@ -45,7 +45,7 @@ def test_backfill_equals_the_same_days_loaded_by_daily_runs(pipeline_env, db, sm
         day += timedelta(days=1)
     daily_raw, daily_mart = state_of(db)
     daily_ledger = db.execute("select day, row_count, checksum from ops.load_ledger order by day").fetchall()
-    db.execute("drop schema raw, ops, staging, marts cascade")
+    db.execute("drop schema raw, ops, staging, audit, marts cascade")
 
     summary = backfill()
 
@@ -86,7 +86,7 @@ def test_reprocess_failed_and_all_reload_what_they_say(pipeline_env, db, source,
 def test_transient_faults_during_a_backfill_give_the_clean_result(pipeline_env, db, source, small_chunks, monkeypatch):
     backfill()
     clean = state_of(db)
-    db.execute("drop schema raw, ops, staging, marts cascade")
+    db.execute("drop schema raw, ops, staging, audit, marts cascade")
     monkeypatch.setenv("PIPELINE_LOCATIONS_PER_REQUEST", "1")  # more requests for the faults to hit
     # Half the requests fail. Seed 2's first 200 draws hold no run of more than 5 faults, so no
     # request can exhaust its 10 retries whatever order the two chunks' requests arrive in.
@@ -131,7 +131,7 @@ def test_a_backfill_killed_mid_way_resumes_to_the_full_result(pipeline_env, db, 
     assert sorted(resumed[0]) == [start + timedelta(days=n) for n in range(20)]
     assert all(n == keys == LOCATION_COUNT * 24 for n, keys, _ in resumed[0].values())
     assert sorted(resumed[1]) == sorted(resumed[0])
-    db.execute("drop schema raw, ops, staging, marts cascade")
+    db.execute("drop schema raw, ops, staging, audit, marts cascade")
     monkeypatch.setenv("PIPELINE_BACKFILL_CHUNK_DAYS", "20")
     backfill(start, end)
     assert state_of(db) == resumed
