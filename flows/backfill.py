@@ -38,7 +38,8 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
             read_locations(settings.locations_file) if dry_run else prepare_warehouse(dsn, settings.locations_file)
         )
         ledger = read_ledger(dsn, window)
-    plan = plan_backfill(window, ledger, reprocess, settings.backfill_chunk_days)
+    active = [location.location_id for location in locations]
+    plan = plan_backfill(window, ledger, reprocess, settings.backfill_chunk_days, active)
     description = plan.describe(len(locations), settings.locations_per_request)
     get_run_logger().info(description)
     summary = {
@@ -57,7 +58,9 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
     failures: list[StepFailed] = []
     changed = 0
     # "all" means rewrite: it also repairs days whose rows no longer match their checksum.
-    chunks = ingest_chunks(settings, dsn, locations, plan.chunks, runtime.flow_run.id, force=reprocess == "all")
+    chunks = ingest_chunks(
+        settings, dsn, locations, plan.chunks, runtime.flow_run.id, reprocess == "all", plan.chunk_locations
+    )
     for outcome in chunks:
         if isinstance(outcome, StepFailed):
             failures.append(outcome)

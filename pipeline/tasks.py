@@ -191,17 +191,20 @@ def ingest_chunks(
     chunks: Sequence[Window],
     flow_run_id: str | None,
     force: bool = False,
+    chunk_locations: Sequence[tuple[str, ...] | None] = (),
 ) -> Iterator[Ingested | StepFailed]:
     """Ingest chunks with at most `backfill_workers` in flight; yields each as it finishes.
 
-    A failed chunk is yielded, not raised, so one bad week does not waste the others.
+    `chunk_locations` narrows a chunk to some locations (None: all of `locations`). A
+    failed chunk is yielded, not raised, so one bad week does not waste the others.
     """
     pending = []
-    queue = list(chunks)
+    queue = list(zip(chunks, chunk_locations or [None] * len(chunks), strict=True))
     while queue or pending:
         while queue and len(pending) < settings.backfill_workers:
-            chunk = queue.pop(0)
-            pending.append(ingest_window.submit(settings, dsn, locations, chunk, flow_run_id, cache=False, force=force))
+            chunk, ids = queue.pop(0)
+            fetched = locations if ids is None else tuple(loc for loc in locations if loc.location_id in set(ids))
+            pending.append(ingest_window.submit(settings, dsn, fetched, chunk, flow_run_id, cache=False, force=force))
         done = next(as_completed(pending))
         pending.remove(done)
         try:

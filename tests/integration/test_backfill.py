@@ -173,7 +173,7 @@ def test_gaps_lists_missing_and_failed_days_and_the_command_to_fill_them(pipelin
     assert main(["gaps", "--since", str(yesterday - timedelta(days=4))]) == 1
 
     out = capsys.readouterr().out
-    assert f"missing: {yesterday - timedelta(days=4)}..{yesterday - timedelta(days=3)}" in out
-    assert f"failed:  {yesterday - timedelta(days=1)}" in out
+    assert f"missing:    {yesterday - timedelta(days=4)}..{yesterday - timedelta(days=3)}" in out
+    assert f"failed:     {yesterday - timedelta(days=1)}" in out
     assert f"pipeline backfill --start {yesterday - timedelta(days=4)} --end {yesterday - timedelta(days=3)}\n" in out
     assert f"--start {yesterday - timedelta(days=1)} --end {yesterday - timedelta(days=1)} --reprocess failed" in out
