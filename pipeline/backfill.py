@@ -144,6 +144,17 @@ def _runs_of_equal(days: Iterable[date], subsets: Mapping[date, tuple[str, ...] 
     return runs
 
 
+def revisit_window(window: Window, ledger: Mapping[date, DayStatus]) -> Window:
+    """`window` reaching back to the earliest incomplete day of `ledger` (the days inside the revision horizon).
+
+    One request covers up to 14 days for the price of one call, and the load skips the
+    days in between whose content has not changed: widening the window costs little more
+    than the daily run itself.
+    """
+    incomplete = [day for day, entry in ledger.items() if entry.status == "incomplete" and day < window.first]
+    return Window(min(incomplete), window.last) if incomplete else window
+
+
 def consecutive_runs(days: Iterable[date]) -> list[Window]:
     """Sorted days grouped into windows of consecutive dates."""
     runs: list[Window] = []

@@ -238,7 +238,13 @@ def _print_marts(dsn: str) -> None:
         ).fetchall()
     print(f"\n{'date':<11} {'location':<22} {'t min':>6} {'t max':>6} {'precip':>7} {'hours':>5}")
     for day, name, t_min, t_max, precipitation, hours in rows:
-        print(f"{day!s:<11} {name[:22]:<22} {t_min:>6.1f} {t_max:>6.1f} {precipitation:>7.1f} {hours:>5}")
+        values = f"{_number(t_min, 6)} {_number(t_max, 6)} {_number(precipitation, 7)}"
+        print(f"{day!s:<11} {name[:22]:<22} {values} {hours:>5}")
+
+
+def _number(value: float | None, width: int) -> str:
+    """One decimal, or a dash where the archive has no value yet (the most recent days)."""
+    return f"{value:>{width}.1f}" if value is not None else f"{'-':>{width}}"
 
 
 def cmd_source_serve(args: argparse.Namespace) -> int:

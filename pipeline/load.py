@@ -187,6 +187,14 @@ def ledger_status(conn: psycopg.Connection, window: Window) -> dict:
     }
 
 
+def incomplete_days(conn: psycopg.Connection, before: date) -> list[date]:
+    """Days before `before` whose values are still incomplete: past the revision horizon, the archive
+    will not fill them by itself, so someone should hear about it."""
+    if not table_exists(conn, "ops.load_ledger"):
+        return []
+    return [day for (day,) in conn.execute(query("incomplete_days"), {"source": SOURCE, "before": before})]
+
+
 def mark_transformed(conn: psycopg.Connection, window: Window, dbt_started_at: datetime) -> None:
     """Record that the marts now reflect every load of `window` committed before dbt started."""
     with conn.transaction():

@@ -3,7 +3,7 @@
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -211,6 +211,13 @@ def ingest_chunks(
             yield done.result()
         except StepFailed as failure:
             yield failure
+
+
+@task(name="list-incomplete-days", cache_policy=NO_CACHE)
+def list_incomplete_days(dsn: SecretStr, before: date) -> list[date]:
+    """Days still incomplete before `before` (the revision horizon): the archive will not fill them now."""
+    with warehouse.connect(dsn.get_secret_value()) as conn:
+        return load.incomplete_days(conn, before)
 
 
 @task(name="read-ledger", cache_policy=NO_CACHE)

@@ -4,7 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -13,7 +13,7 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.daily import daily_weather
-from pipeline import warehouse
+from pipeline import load, warehouse
 from pipeline.extract import VARIABLES
 from pipeline.locations import read_locations
 from pipeline.settings import PROJECT_ROOT
@@ -272,3 +272,31 @@ def test_a_hot_day_stays_out_of_the_published_marts_until_a_good_run_publishes_i
     assert sorted(after) == [DAY - timedelta(days=1), DAY]
     assert after[DAY - timedelta(days=1)] == published[DAY - timedelta(days=1)]
     assert db.execute("select max(temperature_2m_max) from marts.fct_daily_weather").fetchone()[0] < 60
+
+
+def test_an_incomplete_day_is_refetched_while_inside_the_revision_horizon(pipeline_env, db, source, monkeypatch):
+    # The archive has DAY only until noon: the afternoon hours come back null.
+    source.faults = FaultPlan(available_until=datetime(DAY.year, DAY.month, DAY.day, 12, tzinfo=UTC))
+    assert run().is_completed()
+    ledger = "select status, row_count, complete_hours from ops.load_ledger where day = %s"
+    assert db.execute(ledger, [DAY]).fetchone() == ("incomplete", LOCATION_COUNT * 24, LOCATION_COUNT * 12)
+    assert db.execute("select max(hours_observed) from marts.fct_daily_weather").fetchone() == (12,)
+    source.faults = FaultPlan()  # the archive has filled the day since
+
+    # Three days on with a 2-day horizon, DAY is past it: not fetched again, and listed.
+    monkeypatch.setenv("PIPELINE_REVISION_HORIZON_DAYS", "2")
+    assert run(DAY + timedelta(days=3)).is_completed()
+    assert db.execute(ledger, [DAY]).fetchone()[0] == "incomplete"
+    assert load.incomplete_days(db, DAY + timedelta(days=1)) == [DAY]
+
+    # With the default horizon (10 days) the daily run re-fetches it on its own.
+    monkeypatch.delenv("PIPELINE_REVISION_HORIZON_DAYS")
+    state = run(DAY + timedelta(days=4))
+
+    assert state.is_completed()
+    assert state.result()["window"]["first_day"] == str(DAY)
+    assert db.execute(ledger, [DAY]).fetchone() == ("succeeded", LOCATION_COUNT * 24, LOCATION_COUNT * 24)
+    assert db.execute(
+        "select min(hours_observed) from marts.fct_daily_weather where weather_date = %s", [DAY]
+    ).fetchone() == (24,)
+    assert load.incomplete_days(db, DAY + timedelta(days=5)) == []

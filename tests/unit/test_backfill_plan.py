@@ -2,7 +2,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from pipeline.backfill import DayStatus, consecutive_runs, gaps, plan_backfill
+from pipeline.backfill import DayStatus, consecutive_runs, gaps, plan_backfill, revisit_window
 from pipeline.progress import progress_line
 from pipeline.window import Window
 
@@ -179,3 +179,13 @@ def test_chunks_cover_every_planned_day_once():
     covered = [d for c in plan.chunks for d in c.days]
     assert covered == list(plan.load_days) == [d for d in JAN.days if d.day % 3 == 0]
     assert all(c.last - c.first <= timedelta(days=1) for c in plan.chunks)
+
+
+def test_revisit_window_reaches_back_to_the_earliest_incomplete_day_inside_the_horizon():
+    window = Window(day(20), day(25))
+    incomplete = DayStatus("incomplete", loaded=True, transformed=True)
+    horizon = {day(15): DONE, day(16): incomplete, day(17): DONE, day(18): incomplete}
+
+    assert revisit_window(window, horizon) == Window(day(16), day(25))
+    assert revisit_window(window, {day(15): DONE}) == window
+    assert revisit_window(window, {}) == window
