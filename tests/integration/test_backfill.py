@@ -177,3 +177,19 @@ def test_gaps_lists_missing_and_failed_days_and_the_command_to_fill_them(pipelin
     assert f"failed:     {yesterday - timedelta(days=1)}" in out
     assert f"pipeline backfill --start {yesterday - timedelta(days=4)} --end {yesterday - timedelta(days=3)}\n" in out
     assert f"--start {yesterday - timedelta(days=1)} --end {yesterday - timedelta(days=1)} --reprocess failed" in out
+
+
+def test_reprocess_transform_rebuilds_and_publishes_the_range_without_calling_the_api(
+    pipeline_env, db, source, small_chunks
+):
+    backfill()
+    before = state_of(db)
+    db.execute("delete from marts.fct_daily_weather where weather_date >= %s", [START + timedelta(days=1)])
+    source.reset_counters()
+
+    summary = backfill(reprocess="transform")
+
+    assert source.requests == 0
+    assert summary["days_planned"] == 0
+    assert summary["dbt_tests"]["counts"]["pass"] > 0
+    assert state_of(db) == before

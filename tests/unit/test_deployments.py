@@ -13,6 +13,7 @@ from prefect.events.schemas.automations import AutomationCore
 from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
 
+from flows.backfill import backfill_weather
 from pipeline.settings import Settings
 from pipeline.stack import QUEUES, automation_specs, with_deployment_ids
 
@@ -261,3 +262,9 @@ def test_with_deployment_ids_replaces_names_and_keeps_other_actions():
         {"type": "cancel-flow-run"},
     ]
     assert "deployment_name" in spec["actions"][0]
+
+
+def test_the_backfill_deployment_accepts_every_reprocess_mode_including_transform_only():
+    schema = parameter_schema(backfill_weather.fn).model_dump_for_openapi()
+    reprocess = schema["properties"]["reprocess"]
+    assert reprocess["enum"] == ["missing", "failed", "incomplete", "all", "transform"]
