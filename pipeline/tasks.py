@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import httpx
-from prefect import get_run_logger, task
+from prefect import get_run_logger, runtime, task
 from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID, TASK_SOURCE
 from prefect.concurrency.sync import rate_limit
 from prefect.futures import as_completed
@@ -242,7 +242,14 @@ def transform_window(dsn: SecretStr, window: Window, project_dir: Path) -> trans
     ):
         dbt_started_at = conn.execute("select now()").fetchone()[0]
         transform.set_window(conn, window)
-        outcome = run_dbt(window, dsn, project_dir)
+        try:
+            outcome = run_dbt(window, dsn, project_dir)
+        except transform.DbtCommandFailed as failed:
+            # The days whose rows failed a test are marked failed, as a failed load would be:
+            # `--reprocess failed` re-fetches them and `gaps` lists them.
+            if days := transform.failing_days(failed.outcome):
+                load.record_failure(conn, days, str(failed), runtime.flow_run.id)
+            raise
         with step("publish", window):
             publish_window(dsn, window)
         load.mark_transformed(conn, window, dbt_started_at)

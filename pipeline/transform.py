@@ -202,6 +202,11 @@ def with_days(conn: psycopg.Connection, failure: NodeFailure) -> NodeFailure:
     return dataclasses.replace(failure, days=tuple(row[0] for row in conn.execute(statement)))
 
 
+def failing_days(outcome: DbtOutcome | None) -> list[date]:
+    """Every day named by a failing test, sorted."""
+    return sorted({day for failure in (outcome.failures if outcome else ()) for day in failure.days})
+
+
 def describe_failures(outcome: DbtOutcome) -> str:
     """One line naming each failing node and its days, e.g. `dbt build: 1 failed: x_range (3 rows on 2024-03-09)`."""
     return f"dbt {outcome.command}: {len(outcome.failures)} failed: " + ", ".join(map(_describe, outcome.failures))

@@ -264,6 +264,9 @@ def test_a_hot_day_stays_out_of_the_published_marts_until_a_good_run_publishes_i
     assert f"stg_hourly_weather_temperature_2m_range (72 rows on {DAY})" in message
     assert checksums(db, "mart") == published  # marts exactly as they were: DAY not there at all
     assert db.execute("select max(temperature_2m) from raw.hourly_weather").fetchone()[0] == 99.0
+    # The failing day is marked failed (a plain `--reprocess failed` re-fetches it); the other is not.
+    ledger = dict(db.execute("select day, status from ops.load_ledger").fetchall())
+    assert ledger == {DAY - timedelta(days=1): "succeeded", DAY: "failed"}
 
     source.faults = FaultPlan()
     assert run(lookback_days=1).is_completed()

@@ -9,6 +9,7 @@ from pipeline.transform import (
     dbt_args,
     dbt_log_level,
     describe_failures,
+    failing_days,
     profile_env,
     window_params,
 )
@@ -59,3 +60,17 @@ def test_describe_failures_names_each_failing_node_with_its_row_count_and_days()
 def test_dbt_log_level_maps_prefects_warning_to_dbts_warn():
     with temporary_settings({PREFECT_LOGGING_LEVEL: "WARNING"}):
         assert dbt_log_level() == EventLevel.WARN
+
+
+def test_failing_days_are_the_days_named_by_any_failing_test():
+    outcome = DbtOutcome(
+        "build",
+        {"fail": 2},
+        (
+            NodeFailure("a", "fail", 1, "", days=(date(2024, 3, 5), date(2024, 3, 4))),
+            NodeFailure("b", "fail", 1, "", days=(date(2024, 3, 5),)),
+            NodeFailure("c", "error", None, ""),
+        ),
+    )
+    assert failing_days(outcome) == [date(2024, 3, 4), date(2024, 3, 5)]
+    assert failing_days(None) == []
