@@ -211,7 +211,7 @@ def main() -> None:
                 print(
                     f"daily × {label} locations (6-day window, {int(label) * 144:,} rows), median of {args.repeats}: "
                     f"wall {wall:.1f} s, peak {mb(max(peaks))} | extract {med['extract']:.2f} s, "
-                    f"load {med['load']:.2f} s, dbt run + test {med['dbt']:.1f} s, "
+                    f"load {med['load']:.2f} s, dbt build + publish {med['dbt']:.1f} s, "
                     f"fixed start-up and orchestration (process, imports, Prefect, dbt parse) {fixed:.1f} s"
                 )
                 if "ceiling" in stages:

@@ -1,4 +1,4 @@
-"""Backfill: any range of logical dates, planned from the ledger, loaded in parallel chunks, one dbt run."""
+"""Backfill: any range of logical dates, planned from the ledger, loaded in parallel chunks, one dbt build."""
 
 import time
 from datetime import UTC, date, datetime
@@ -27,7 +27,8 @@ from pipeline.window import Window, check_not_future
     on_failure=[send_run_notification],
 )
 def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "missing", dry_run: bool = False) -> dict:
-    """Load the days of [start_date, end_date] that the ledger says need it, then run dbt once over them."""
+    """Load the days (and locations) of [start_date, end_date] that the ledger says need it, then build,
+    test and publish them with one dbt build."""
     settings = resolve_settings()
     today = datetime.now(UTC).date()
     window = Window(check_not_future(start_date, today, "start_date"), check_not_future(end_date, today, "end_date"))

@@ -203,7 +203,8 @@ def ingest_chunks(
     while queue or pending:
         while queue and len(pending) < settings.backfill_workers:
             chunk, ids = queue.pop(0)
-            fetched = locations if ids is None else tuple(loc for loc in locations if loc.location_id in set(ids))
+            wanted = set(ids or ())
+            fetched = locations if ids is None else tuple(loc for loc in locations if loc.location_id in wanted)
             pending.append(ingest_window.submit(settings, dsn, fetched, chunk, flow_run_id, cache=False, force=force))
         done = next(as_completed(pending))
         pending.remove(done)
@@ -231,7 +232,7 @@ def transform_window(dsn: SecretStr, window: Window, project_dir: Path) -> trans
     """Write-audit-publish: `dbt build` the window into `audit`, then publish it into `marts` if every test passed.
 
     A failing test fails the build before anything reaches `marts`, which keeps what it
-    had; the days stay "not yet transformed" in the ledger, so the next run publishes them.
+    had; the window stays "not yet transformed" in the ledger, so the next run publishes it.
     One transform at a time per warehouse: two builds at once (a backfill meeting the
     daily run) would race to replace the same audit tables and publish each other's window.
     """
