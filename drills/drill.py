@@ -371,6 +371,59 @@ class Drill:
 
         return body
 
+    def hot_day(self, outcome: Outcome) -> None:
+        """99 °C on one day: the build fails naming the test and the day, marts stay as they were;
+        `--reprocess failed` re-fetches the day once the API sends sane values, and publishes."""
+        days = Window(self.size.range.first, self.size.range.first + timedelta(days=2))
+        bad = days.first + timedelta(days=1)
+        db = self.database("drill_scenario")
+        self.converge(db, backfill_args(Window(days.first, days.first)), outcome)
+        published = db.snapshot()["mart"]
+        self.source.faults = FaultPlan(hot_day=1.0, only_on=bad, seed=self.seed)
+        run = self.run(db, backfill_args(days))
+        outcome.runs += 1
+        problems = []
+        if run.ok:
+            problems.append("the run with a 99 °C day succeeded")
+        if "temperature_2m_range" not in run.reason or str(bad) not in run.reason:
+            problems.append(f"message lacks the test or the day: {run.reason}")
+        if db.snapshot()["mart"] != published:
+            problems.append("marts changed")
+        if db.ledger().get(bad) != "failed":
+            problems.append(f"ledger says {db.ledger().get(bad)} for {bad}")
+        self.source.faults = FaultPlan()
+        self.converge(db, [*backfill_args(days), "--reprocess", "failed"], outcome)
+        self.compare(db, days.days, outcome)
+        outcome.note = "; ".join(problems) or f"marts unchanged until fixed: {innermost(run.reason)}"
+        outcome.identical &= not problems
+
+    def location_changes(self, outcome: Outcome) -> None:
+        """One location leaves the file and another joins: the first keeps its history, a plain
+        backfill fetches the second alone, and the warehouse ends as if both had always been there."""
+        days = Window(self.size.range.first, self.size.range.first + timedelta(days=2))
+        ids = [line.split(",")[0] for line in locations_csv(self.size.locations).splitlines()[1:]]
+        leaving, joining = ids[0], ids[-1]
+        before, after = self.work / "locations-before.csv", self.work / "locations-after.csv"
+        lines = locations_csv(self.size.locations).splitlines(keepends=True)
+        before.write_text("".join(line for line in lines if not line.startswith(f"{joining},")), encoding="utf-8")
+        after.write_text("".join(line for line in lines if not line.startswith(f"{leaving},")), encoding="utf-8")
+        db = self.database("drill_scenario")
+        self.converge(db, backfill_args(days), outcome, PIPELINE_LOCATIONS_FILE=str(before))
+        self.source.reset_counters()
+        self.converge(db, backfill_args(days), outcome, PIPELINE_LOCATIONS_FILE=str(after))
+        problems = []
+        if self.source.requests != 1:
+            problems.append(f"{self.source.requests} requests to fill one new location over {len(days)} days")
+        with psycopg.connect(db.dsn) as conn:
+            retired = conn.execute(
+                "select is_active from marts.dim_locations where location_id = %s", [leaving]
+            ).fetchone()
+        if retired != (False,):
+            problems.append(f"{leaving} is {retired} in dim_locations, expected retired")
+        self.compare(db, days.days, outcome)
+        outcome.note = "; ".join(problems) or f"{leaving} retired with its history; {joining} filled alone"
+        outcome.identical &= not problems
+
     def sigkill(self, phase: str) -> Callable[[Outcome], None]:
         window = self.size.range
 
@@ -730,6 +783,8 @@ def plan(drill: Drill, size: Size, seed: int, short: bool) -> list[tuple[str, Ca
         return [
             ("API 5xx, 429, timeouts and resets, 50 % of requests", drill.api_faults(mixed, window, **timeouts)),
             ("payload: a location silently dropped on one day", drill.bad_payload("dropped_location", "expected")),
+            ("bad data: 99 °C on one day, kept out of the published marts", drill.hot_day),
+            ("locations: one removed, one added", drill.location_changes),
             ("SIGKILL of the backfill process during load", drill.sigkill("load")),
             ("Postgres restarted mid-load", drill.postgres_restart),
             ("two daily runs of one day and an overlapping backfill at once", drill.concurrent),
@@ -755,6 +810,8 @@ def plan(drill: Drill, size: Size, seed: int, short: bool) -> list[tuple[str, Ca
         ("payload: missing hours on one day", drill.bad_payload("missing_hours", "hours, expected")),
         ("payload: wrong types on one day", drill.bad_payload("wrong_types", "non-numeric")),
         ("payload: a location silently dropped on one day", drill.bad_payload("dropped_location", "expected")),
+        ("bad data: 99 °C on one day, kept out of the published marts", drill.hot_day),
+        ("locations: one removed, one added", drill.location_changes),
         ("SIGKILL of the backfill process during extract", drill.sigkill("extract")),
         ("SIGKILL of the backfill process during load", drill.sigkill("load")),
         ("SIGKILL of the backfill process during dbt", drill.sigkill("dbt")),

@@ -1,4 +1,4 @@
-"""Backfill: any range of logical dates, planned from the ledger, loaded in parallel chunks, one dbt run."""
+"""Backfill: any range of logical dates, planned from the ledger, loaded in parallel chunks, one dbt build."""
 
 import time
 from datetime import UTC, date, datetime
@@ -31,7 +31,8 @@ from pipeline.window import Window, check_not_future
     on_failure=[send_run_notification],
 )
 def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "missing", dry_run: bool = False) -> dict:
-    """Load the days of [start_date, end_date] that the ledger says need it, then run dbt once over them."""
+    """Load the days (and locations) of [start_date, end_date] that the ledger says need it, then build,
+    test and publish them with one dbt build."""
     settings = resolve_settings()
     today = datetime.now(UTC).date()
     window = Window(check_not_future(start_date, today, "start_date"), check_not_future(end_date, today, "end_date"))
@@ -42,13 +43,19 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
             read_locations(settings.locations_file) if dry_run else prepare_warehouse(dsn, settings.locations_file)
         )
         ledger = read_ledger(dsn, window)
-    plan = plan_backfill(window, ledger, reprocess, settings.backfill_chunk_days)
+    active = [location.location_id for location in locations]
+    plan = plan_backfill(window, ledger, reprocess, settings.backfill_chunk_days, active)
     description = plan.describe(len(locations), settings.locations_per_request)
     # Against the public API, load only the chunks that fit in this hour's and today's calls.
     chunks, admission, limits = plan.chunks, None, quota.limits(settings)
     if limits is not None:
         now = datetime.now(UTC)
-        costs = quota.chunk_calls(plan.chunks, len(locations), settings.locations_per_request)
+        # A chunk that fills in newly added locations fetches only those.
+        subsets = plan.chunk_locations or (None,) * len(plan.chunks)
+        costs = [
+            quota.chunk_calls([chunk], len(locations) if ids is None else len(ids), settings.locations_per_request)[0]
+            for chunk, ids in zip(plan.chunks, subsets, strict=True)
+        ]
         used = quota.current_usage(dsn.get_secret_value(), now)
         description += "\n" + quota.describe(costs, used, limits, now)
         admission = quota.admit(costs, used, limits, now)
@@ -70,7 +77,15 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
     failures: list[StepFailed] = []
     changed = 0
     # "all" means rewrite: it also repairs days whose rows no longer match their checksum.
-    outcomes = ingest_chunks(settings, dsn, locations, chunks, runtime.flow_run.id, force=reprocess == "all")
+    outcomes = ingest_chunks(
+        settings,
+        dsn,
+        locations,
+        chunks,
+        runtime.flow_run.id,
+        reprocess == "all",
+        plan.chunk_locations[: len(chunks)],
+    )
     for outcome in outcomes:
         if isinstance(outcome, StepFailed):
             failures.append(outcome)
@@ -85,7 +100,7 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
         )
     ingest_seconds = time.perf_counter() - progress_started
     tests = (
-        transform_window(dsn, plan.dbt_window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds)[1]
+        transform_window(dsn, plan.dbt_window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds)
         if plan.dbt_window
         else None
     )

@@ -1,15 +1,16 @@
-"""The daily run: one logical day plus a short lookback, ingest → load → dbt run → dbt test."""
+"""The daily run: one logical day plus a short lookback, ingest → load → dbt build (audit) → publish."""
 
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
-from prefect import flow, runtime
+from prefect import flow, get_run_logger, runtime
 
 from blocks import resolve_settings
+from pipeline.backfill import revisit_window
 from pipeline.runs import scheduled_logical_date, send_run_notification, warehouse_dsn, window_data
 from pipeline.settings import Settings
-from pipeline.tasks import ingest_window, prepare_warehouse, step, transform_window
-from pipeline.window import check_not_future, daily_window
+from pipeline.tasks import ingest_window, list_incomplete_days, prepare_warehouse, read_ledger, step, transform_window
+from pipeline.window import Window, check_not_future, daily_window
 
 
 @flow(
@@ -21,16 +22,24 @@ from pipeline.window import check_not_future, daily_window
     on_failure=[send_run_notification],
 )
 def daily_weather(logical_date: date | None = None, lookback_days: int | None = None) -> dict:
-    """Process logical date D (default: the day before the run's scheduled start) and D's lookback."""
+    """Process logical date D (default: the day before the run's scheduled start), D's lookback, and
+    any incomplete day inside the revision horizon."""
     settings = resolve_settings()
     day = check_not_future(logical_date or scheduled_logical_date(), datetime.now(UTC).date(), "logical_date")
     window = daily_window(day, settings.lookback_days if lookback_days is None else lookback_days)
+    horizon = day - timedelta(days=settings.revision_horizon_days)
     with step("prepare", window):
         dsn = warehouse_dsn(settings)
         locations = prepare_warehouse(dsn, settings.locations_file)
+        if horizon < window.first:
+            window = revisit_window(window, read_ledger(dsn, Window(horizon, window.first - timedelta(days=1))))
+        # Past the horizon the archive will not fill a day any more: this is where an alert
+        # for each such day belongs (once per day, through the notification outbox).
+        if stale := list_incomplete_days(dsn, horizon):
+            get_run_logger().warning("days still incomplete past the revision horizon: %s", stale)
     ingested = ingest_window(settings, dsn, locations, window, runtime.flow_run.id)
     transform_started = time.perf_counter()
-    models, tests = transform_window(dsn, window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds)
+    built = transform_window(dsn, window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds)
     return {
         "kind": "daily",
         "logical_date": day.isoformat(),
@@ -41,6 +50,6 @@ def daily_weather(logical_date: date | None = None, lookback_days: int | None = 
             "load": round(ingested.load_seconds, 3),
             "dbt": round(time.perf_counter() - transform_started, 3),
         },
-        "dbt_models": models.counts,
-        "dbt_tests": {"counts": tests.counts, "failures": []},
+        "dbt_models": built.model_counts,
+        "dbt_tests": {"counts": built.counts, "failures": []},
     }

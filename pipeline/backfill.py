@@ -8,17 +8,22 @@ from typing import Literal, NamedTuple
 from pipeline.extract import call_weight
 from pipeline.window import Window, chunk
 
-Reprocess = Literal["missing", "failed", "all"]
-MODES: tuple[Reprocess, ...] = ("missing", "failed", "all")
+Reprocess = Literal["missing", "failed", "incomplete", "all", "transform"]
+MODES: tuple[Reprocess, ...] = ("missing", "failed", "incomplete", "all", "transform")
 
 
 class DayStatus(NamedTuple):
-    """A day's ledger entry: last attempt's status, whether it ever loaded, whether dbt has seen it."""
+    """A day's ledger entry: last attempt's status, whether it ever loaded, whether dbt has seen it.
+
+    `locations` are those the day holds rows for; None for days loaded before the ledger
+    kept them (they held every location of the file then).
+    """
 
     status: str
     loaded: bool
     transformed: bool
     checksum: str | None = None
+    locations: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,13 @@ class BackfillPlan:
     load_days: tuple[date, ...]
     transform_days: tuple[date, ...]
     chunks: tuple[Window, ...]
+    # For each chunk, the only locations it fetches (locations added since its days were
+    # loaded), or None for every location in the file.
+    chunk_locations: tuple[tuple[str, ...] | None, ...] = ()
+
+    def _chunk_sizes(self, locations: int) -> list[tuple[Window, int]]:
+        subsets = self.chunk_locations or (None,) * len(self.chunks)
+        return [(c, locations if ids is None else len(ids)) for c, ids in zip(self.chunks, subsets, strict=True)]
 
     @property
     def dbt_window(self) -> Window | None:
@@ -36,17 +48,18 @@ class BackfillPlan:
         return Window(self.transform_days[0], self.transform_days[-1]) if self.transform_days else None
 
     def requests(self, locations: int, per_request: int) -> int:
-        return len(self.chunks) * -(-locations // per_request)
+        return sum(-(-count // per_request) for _, count in self._chunk_sizes(locations))
 
     def api_calls(self, locations: int, per_request: int) -> int:
         """Calls as the public API counts them (per location, per started 14 days)."""
-        batches = [per_request] * (locations // per_request) + (
-            [locations % per_request] if locations % per_request else []
-        )
-        return sum(call_weight(size, len(c)) for c in self.chunks for size in batches)
+        calls = 0
+        for c, count in self._chunk_sizes(locations):
+            batches = [per_request] * (count // per_request) + ([count % per_request] if count % per_request else [])
+            calls += sum(call_weight(size, len(c)) for size in batches)
+        return calls
 
     def expected_rows(self, locations: int) -> int:
-        return len(self.load_days) * 24 * locations
+        return sum(len(c) * 24 * count for c, count in self._chunk_sizes(locations))
 
     def describe(self, locations: int, per_request: int) -> str:
         """A human summary: what would happen and why."""
@@ -64,39 +77,82 @@ class BackfillPlan:
 
 
 def plan_backfill(
-    window: Window, ledger: Mapping[date, DayStatus], reprocess: Reprocess, chunk_days: int
+    window: Window,
+    ledger: Mapping[date, DayStatus],
+    reprocess: Reprocess,
+    chunk_days: int,
+    active: Iterable[str] = (),
 ) -> BackfillPlan:
     """Decide from the ledger what a backfill of `window` must do.
 
-    `missing` loads days that never loaded successfully, `failed` adds days whose last
-    attempt failed, `all` reloads every day. Days loaded but never transformed (a
-    backfill killed before its dbt run) go to dbt without being downloaded again.
+    `missing` loads days that never loaded successfully, and for days that did, the
+    `active` locations they hold no rows for (added to the file later) — those alone.
+    `failed` adds days whose last attempt failed, `incomplete` days with missing values,
+    `all` reloads every day, `transform` loads nothing and rebuilds every day with dbt.
+    Days loaded but never transformed (a backfill killed before its dbt run, a build
+    whose tests failed) go to dbt without being downloaded again.
     """
     if reprocess not in MODES:
         raise ValueError(f"reprocess must be one of {', '.join(MODES)}, got {reprocess!r}")
+    active = frozenset(active)
     reasons: dict[date, str] = {}
+    subsets: dict[date, tuple[str, ...] | None] = {}
     transform_only = []
     for day in window.days:
         entry = ledger.get(day)
-        if reprocess == "all":
+        absent = active - entry.locations if entry is not None and entry.locations is not None else frozenset()
+        if reprocess == "transform":
+            transform_only.append(day)
+        elif reprocess == "all":
             reasons[day] = "reprocess all"
         elif entry is None or not entry.loaded:
             reasons[day] = "never loaded"
         elif reprocess == "failed" and entry.status == "failed":
             reasons[day] = "last attempt failed"
+        elif reprocess == "incomplete" and entry.status == "incomplete":
+            reasons[day] = "incomplete"
+        elif absent:
+            reasons[day] = "locations missing"
+            subsets[day] = tuple(sorted(absent))
         elif not entry.transformed:
             transform_only.append(day)
     load_days = tuple(sorted(reasons))
     for day in transform_only:
-        reasons[day] = "loaded, not yet transformed"
+        reasons[day] = "reprocess transform" if reprocess == "transform" else "loaded, not yet transformed"
+    chunks = []
+    for run in _runs_of_equal(load_days, subsets):
+        chunks += [(c, subsets.get(run.first)) for c in chunk(run, chunk_days)]
     return BackfillPlan(
         window=window,
         reprocess=reprocess,
         reasons=reasons,
         load_days=load_days,
         transform_days=tuple(sorted(reasons)),
-        chunks=tuple(c for run in consecutive_runs(load_days) for c in chunk(run, chunk_days)),
+        chunks=tuple(c for c, _ in chunks),
+        chunk_locations=tuple(ids for _, ids in chunks),
     )
+
+
+def _runs_of_equal(days: Iterable[date], subsets: Mapping[date, tuple[str, ...] | None]) -> list[Window]:
+    """Consecutive days that fetch the same locations, as windows: one request covers each."""
+    runs: list[Window] = []
+    for day in sorted(days):
+        if runs and runs[-1].last + timedelta(days=1) == day and subsets.get(runs[-1].last) == subsets.get(day):
+            runs[-1] = Window(runs[-1].first, day)
+        else:
+            runs.append(Window(day, day))
+    return runs
+
+
+def revisit_window(window: Window, ledger: Mapping[date, DayStatus]) -> Window:
+    """`window` reaching back to the earliest incomplete day of `ledger` (the days inside the revision horizon).
+
+    One request covers up to 14 days for the price of one call, and the load skips the
+    days in between whose content has not changed: widening the window costs little more
+    than the daily run itself.
+    """
+    incomplete = [day for day, entry in ledger.items() if entry.status == "incomplete" and day < window.first]
+    return Window(min(incomplete), window.last) if incomplete else window
 
 
 def consecutive_runs(days: Iterable[date]) -> list[Window]:
@@ -110,8 +166,27 @@ def consecutive_runs(days: Iterable[date]) -> list[Window]:
     return runs
 
 
-def gaps(expected: Window, ledger: Mapping[date, DayStatus]) -> tuple[list[date], list[date]]:
-    """Days of `expected` with no successful load, and days whose last attempt failed."""
-    missing = [day for day in expected.days if day not in ledger or not ledger[day].loaded]
-    failed = [day for day in expected.days if day in ledger and ledger[day].status == "failed"]
-    return missing, failed
+class Gaps(NamedTuple):
+    """Days of a range that need a backfill, by why."""
+
+    missing: list[date]
+    failed: list[date]
+    incomplete: list[date]
+
+
+def gaps(expected: Window, ledger: Mapping[date, DayStatus], active: Iterable[str] = ()) -> Gaps:
+    """Days of `expected` with no successful load or without some `active` location, days whose
+    last attempt failed, and days with missing values."""
+    active = frozenset(active)
+
+    def missing(day: date) -> bool:
+        entry = ledger.get(day)
+        if entry is None or not entry.loaded:
+            return True
+        return entry.locations is not None and not active <= entry.locations
+
+    return Gaps(
+        missing=[day for day in expected.days if missing(day)],
+        failed=[day for day in expected.days if day in ledger and ledger[day].status == "failed"],
+        incomplete=[day for day in expected.days if day in ledger and ledger[day].status == "incomplete"],
+    )

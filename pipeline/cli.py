@@ -79,7 +79,9 @@ def _parser() -> argparse.ArgumentParser:
         "--reprocess",
         choices=MODES,
         default="missing",
-        help="missing: days never loaded (default); failed: also days whose last attempt failed; all: every day",
+        help="missing: days never loaded, and locations a day lacks (default); failed: also days whose last "
+        "attempt failed; incomplete: also days with missing values; all: every day; transform: no download, "
+        "rebuild and publish every day with dbt",
     )
     backfill.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     backfill.add_argument("--yes", action="store_true", help="allow a range longer than PIPELINE_BACKFILL_MAX_DAYS")
@@ -187,17 +189,21 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     since = args.since or yesterday - timedelta(days=29)
     expected = Window(since, yesterday)
+    active = [location.location_id for location in read_locations(settings.locations_file)]
     dsn = warehouse_dsn(settings).get_secret_value()
     with warehouse.connect(dsn) as conn:
-        missing, failed = gaps(expected, load.ledger_status(conn, expected))
+        missing, failed, incomplete = gaps(expected, load.ledger_status(conn, expected), active)
     outbox.flush(settings, dsn)
-    print(f"checked {expected} ({len(expected)} logical dates)")
-    print(f"missing: {_days(missing)}")
-    print(f"failed:  {_days(failed)}")
-    for run in consecutive_runs(missing + failed):
-        reprocess = " --reprocess failed" if set(run.days) & set(failed) else ""
+    print(f"checked {expected} ({len(expected)} logical dates, {len(active)} locations)")
+    print(f"missing:    {_days(missing)}")
+    print(f"failed:     {_days(failed)}")
+    print(f"incomplete: {_days(incomplete)}")
+    for run in consecutive_runs(missing + failed + incomplete):
+        days = set(run.days)
+        reprocess = " --reprocess failed" if days & set(failed) else ""
+        reprocess = " --reprocess incomplete" if days & set(incomplete) and not reprocess else reprocess
         print(f"  pipeline backfill --start {run.first} --end {run.last}{reprocess}")
-    return 1 if missing or failed else 0
+    return 1 if missing or failed or incomplete else 0
 
 
 def cmd_check_freshness(args: argparse.Namespace) -> int:

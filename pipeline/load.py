@@ -121,9 +121,11 @@ def replace_window(
     flow_run_id: str | None,
     force: bool = False,
 ) -> list[DayLoad]:
-    """Replace the rows of `window` and record each day in the ledger, in one transaction.
+    """Replace the rows of (`window` × `locations`) and record each day in the ledger, in one transaction.
 
-    A day whose new content has the checksum and row count the table already holds is
+    Other locations' rows for those days stay: a location removed from the file keeps its
+    history, and a backfill of one new location leaves the others alone. A day whose new
+    content has the checksum and row count the table already holds for those locations is
     left as it is (a daily run's lookback days usually are): rewriting identical rows
     costs a delete and a re-insert against the dead tuples' index entries for nothing.
     `force` rewrites every day. A failure anywhere rolls back to the previous state.
@@ -134,10 +136,11 @@ def replace_window(
         # Only this transaction's commit is deferred; a crash loses it whole, never part of it.
         conn.execute("set local synchronous_commit = off")
         conn.execute(query("lock_days"), {"days": window.days})
-        stored = {} if force else _stored_days(conn, window)
+        location_ids = [location.location_id for location in locations]
+        stored = {} if force else _stored_days(conn, window, location_ids)
         changed = [load.day for load in loads if stored.get(load.day) != (load.row_count, load.checksum)]
         for run in consecutive_runs(changed):
-            conn.execute(query("delete_window"), {"start": run.start, "end": run.end})
+            conn.execute(query("delete_window"), {"start": run.start, "end": run.end, "locations": location_ids})
         if changed:
             hours = np.repeat(np.isin(window.days, changed), HOURS_PER_DAY)
             with conn.cursor() as cursor, cursor.copy(query("copy_hourly_weather")) as copy:
@@ -150,26 +153,28 @@ def replace_window(
             {
                 "source": SOURCE,
                 "days": [load.day for load in loads],
-                "row_counts": [load.row_count for load in loads],
                 "checksums": [load.checksum for load in loads],
+                "start": window.start,
+                "end": window.end,
                 "flow_run_id": flow_run_id,
             },
         )
     return loads
 
 
-def _stored_days(conn: psycopg.Connection, window: Window) -> dict[date, tuple[int, str]]:
-    rows = conn.execute(query("stored_days"), {"source": SOURCE, "days": window.days})
+def _stored_days(conn: psycopg.Connection, window: Window, location_ids: list[str]) -> dict[date, tuple[int, str]]:
+    rows = conn.execute(query("stored_days"), {"source": SOURCE, "days": window.days, "locations": location_ids})
     return {day: (row_count, checksum) for day, row_count, checksum in rows}
 
 
-def record_failure(conn: psycopg.Connection, days: Sequence[date], error: str, flow_run_id: str | None) -> None:
-    """Mark days whose load failed; what the last successful load wrote stays in place."""
+def record_failure(
+    conn: psycopg.Connection, days: Sequence[date], error: str, flow_run_id: str | None, content_failed: bool = False
+) -> None:
+    """Record a failed attempt at `days`. A day that landed keeps its status (the attempt rolled back), unless
+    `content_failed`: its stored rows are what failed (a data test), so the day itself is failed."""
+    params = {"source": SOURCE, "days": list(days), "error": error[:2000], "flow_run_id": flow_run_id}
     with conn.transaction():
-        conn.execute(
-            query("record_failure"),
-            {"source": SOURCE, "days": list(days), "error": error[:2000], "flow_run_id": flow_run_id},
-        )
+        conn.execute(query("record_failure"), params | {"content_failed": content_failed})
 
 
 def ledger_status(conn: psycopg.Connection, window: Window) -> dict:
@@ -177,7 +182,18 @@ def ledger_status(conn: psycopg.Connection, window: Window) -> dict:
     if not table_exists(conn, "ops.load_ledger"):
         return {}
     rows = conn.execute(query("ledger_status"), {"source": SOURCE, "first_day": window.first, "last_day": window.last})
-    return {day: DayStatus(*status) for day, *status in rows}
+    return {
+        day: DayStatus(status, loaded, transformed, checksum, None if held is None else frozenset(held))
+        for day, status, loaded, transformed, checksum, held in rows
+    }
+
+
+def incomplete_days(conn: psycopg.Connection, before: date) -> list[date]:
+    """Days before `before` whose values are still incomplete: past the revision horizon, the archive
+    will not fill them by itself, so someone should hear about it."""
+    if not table_exists(conn, "ops.load_ledger"):
+        return []
+    return [day for (day,) in conn.execute(query("incomplete_days"), {"source": SOURCE, "before": before})]
 
 
 def mark_transformed(conn: psycopg.Connection, window: Window, dbt_started_at: datetime) -> None:
@@ -190,10 +206,11 @@ def mark_transformed(conn: psycopg.Connection, window: Window, dbt_started_at: d
 
 
 def replace_locations(conn: psycopg.Connection, locations: Sequence[Location]) -> int:
-    """Replace `raw.locations` with the locations file, in one transaction."""
+    """Merge the locations file into `raw.locations` in one transaction; those it no longer lists are retired."""
     with conn.transaction():
         conn.execute(query("replace_locations"))
         with conn.cursor() as cursor, cursor.copy(query("copy_locations")) as copy:
             for location in locations:
                 copy.write_row((location.location_id, location.name, location.latitude, location.longitude))
+        conn.execute(query("merge_locations"))
     return len(locations)

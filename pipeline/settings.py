@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     backfill_daily_reserve: float = 0.1
 
     lookback_days: int = 5
+    # Days the archive may still fill in: a daily run re-fetches any incomplete day this
+    # recent; one still incomplete after that is listed by load.incomplete_days (and alerted).
+    revision_horizon_days: int = 10
     # Name of a Prefect global concurrency limit with slot decay (created by the deploy
     # step); empty disables rate limiting, e.g. for the local source server.
     source_rate_limit: str = "open-meteo-api"

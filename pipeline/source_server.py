@@ -50,9 +50,13 @@ RATE_FAULTS = (
     "missing_hours",
     "wrong_types",
     "dropped_location",
+    "hot_day",
 )
-# Faults that answer 200 with well-formed JSON that breaks the archive's contract.
-PAYLOAD_FAULTS = ("unequal", "missing_hours", "wrong_types", "dropped_location")
+# Faults that answer 200 with well-formed JSON that breaks the archive's contract, or
+# (hot_day) keeps to it but carries implausible values: 99 °C at the first location,
+# on the `only_on` date when there is one, which only the data tests can catch.
+PAYLOAD_FAULTS = ("unequal", "missing_hours", "wrong_types", "dropped_location", "hot_day")
+HOT_DAY_TEMPERATURE = 99.0
 MINUTELY_LIMIT_REASON = "Minutely API request limit exceeded. Please try again in one minute."
 DAILY_LIMIT_REASON = "Daily API request limit exceeded. Please try again tomorrow."
 
@@ -100,6 +104,7 @@ class FaultPlan:
     missing_hours: float = 0.0
     wrong_types: float = 0.0
     dropped_location: float = 0.0
+    hot_day: float = 0.0
     recent_null_hours: int = 0
     available_until: datetime | None = None
     only_on: date | None = None
@@ -333,12 +338,15 @@ def archive_objects(query: ArchiveQuery, first_null_hour: int | None = None) -> 
             yield answer
 
 
-def encode_archive(query: ArchiveQuery, first_null_hour: int | None = None, fault: str | None = None) -> bytes:
+def encode_archive(
+    query: ArchiveQuery, first_null_hour: int | None = None, fault: str | None = None, only_on: date | None = None
+) -> bytes:
     """Encode the answer: an object for one location, an array for several.
 
     Args:
         fault: one of PAYLOAD_FAULTS to break the answer with; ignored without hourly variables,
             as such an answer has nothing to break.
+        only_on: the day a `hot_day` fault heats (every day of the answer when None).
     """
     if fault is not None and fault not in PAYLOAD_FAULTS:
         raise ValueError(f"unknown payload fault {fault!r}; expected one of {', '.join(PAYLOAD_FAULTS)}")
@@ -352,16 +360,25 @@ def encode_archive(query: ArchiveQuery, first_null_hour: int | None = None, faul
     parts = []
     for answer in answers:
         if fault is not None and not parts:
-            _break_hourly(answer["hourly"], query, fault)
+            _break_hourly(answer["hourly"], query, fault, only_on)
         parts.append(orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY))
     if len(parts) == 1:
         return parts[0]
     return b"[" + b",".join(parts) + b"]"
 
 
-def _break_hourly(hourly: dict, query: ArchiveQuery, fault: str) -> None:
+def _break_hourly(hourly: dict, query: ArchiveQuery, fault: str, only_on: date | None = None) -> None:
     """Apply a payload fault to one location's hourly object, in place."""
     names = query.variables
+    if fault == "hot_day":
+        if "temperature_2m" in hourly:
+            values = list(hourly["temperature_2m"])
+            first = 0 if only_on is None else (only_on - query.start_date).days * 24
+            hours = len(values) if only_on is None else 24
+            for hour in range(max(first, 0), min(first + hours, len(values))):
+                values[hour] = HOT_DAY_TEMPERATURE
+            hourly["temperature_2m"] = values
+        return
     if fault == "unequal":
         hourly[names[-1]] = hourly[names[-1]][:-1]
     elif fault == "missing_hours":
@@ -692,7 +709,7 @@ class _Handler(BaseHTTPRequestHandler):
         if first_null_hour is not None and first_null_hour < _first_hour(query.end_date) + 24 and query.variables:
             source._count("recent_nulls")
         payload_fault = fault if fault in PAYLOAD_FAULTS and query.variables else None
-        body = encode_archive(query, first_null_hour, payload_fault)
+        body = encode_archive(query, first_null_hour, payload_fault, plan.only_on)
         if payload_fault is not None:
             source._count(payload_fault)
         if fault == "malformed":

@@ -3,13 +3,13 @@
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
 import httpx
 import psycopg
-from prefect import get_run_logger, task
+from prefect import get_run_logger, runtime, task
 from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID, TASK_SOURCE
 from prefect.concurrency.sync import rate_limit
 from prefect.futures import as_completed
@@ -150,10 +150,17 @@ def record_failed_days(dsn: SecretStr, window: Window, error: str, flow_run_id: 
         load.record_failure(conn, window.days, error, flow_run_id)
 
 
-@task(name="run-dbt", task_run_name="dbt-{command}", cache_policy=NO_CACHE)
-def run_dbt(command: str, window: Window, dsn: SecretStr, project_dir: Path) -> transform.DbtOutcome:
-    """`dbt run` or `dbt test` over the window; failing nodes fail the task, by name."""
-    return transform.run_dbt(command, window, dsn.get_secret_value(), project_dir)
+@task(name="run-dbt", task_run_name="dbt-build", cache_policy=NO_CACHE)
+def run_dbt(window: Window, dsn: SecretStr, project_dir: Path) -> transform.DbtOutcome:
+    """`dbt build` of the window into `audit`; failing nodes fail the task, by name and day."""
+    return transform.build(dsn.get_secret_value(), project_dir)
+
+
+@task(name="publish-window", cache_policy=NO_CACHE)
+def publish_window(dsn: SecretStr, window: Window) -> None:
+    """Copy the audited window into `marts` in one transaction."""
+    with warehouse.connect(dsn.get_secret_value()) as conn:
+        transform.publish(conn, window)
 
 
 @task(name="ingest-window", task_run_name="ingest-{window}", cache_policy=NO_CACHE)
@@ -206,17 +213,21 @@ def ingest_chunks(
     chunks: Sequence[Window],
     flow_run_id: str | None,
     force: bool = False,
+    chunk_locations: Sequence[tuple[str, ...] | None] = (),
 ) -> Iterator[Ingested | StepFailed]:
     """Ingest chunks with at most `backfill_workers` in flight; yields each as it finishes.
 
-    A failed chunk is yielded, not raised, so one bad week does not waste the others.
+    `chunk_locations` narrows a chunk to some locations (None: all of `locations`). A
+    failed chunk is yielded, not raised, so one bad week does not waste the others.
     """
     pending = []
-    queue = list(chunks)
+    queue = list(zip(chunks, chunk_locations or [None] * len(chunks), strict=True))
     while queue or pending:
         while queue and len(pending) < settings.backfill_workers:
-            chunk = queue.pop(0)
-            pending.append(ingest_window.submit(settings, dsn, locations, chunk, flow_run_id, cache=False, force=force))
+            chunk, ids = queue.pop(0)
+            wanted = set(ids or ())
+            fetched = locations if ids is None else tuple(loc for loc in locations if loc.location_id in wanted)
+            pending.append(ingest_window.submit(settings, dsn, fetched, chunk, flow_run_id, cache=False, force=force))
         done = next(as_completed(pending))
         pending.remove(done)
         try:
@@ -233,6 +244,13 @@ def record_api_calls(
         quota.record(conn, calls, flow_run_id)
 
 
+@task(name="list-incomplete-days", cache_policy=NO_CACHE)
+def list_incomplete_days(dsn: SecretStr, before: date) -> list[date]:
+    """Days still incomplete before `before` (the revision horizon): the archive will not fill them now."""
+    with warehouse.connect(dsn.get_secret_value()) as conn:
+        return load.incomplete_days(conn, before)
+
+
 @task(name="read-ledger", cache_policy=NO_CACHE)
 def read_ledger(dsn: SecretStr, window: Window) -> dict:
     """The ledger's view of each day of `window` that has an entry."""
@@ -242,23 +260,33 @@ def read_ledger(dsn: SecretStr, window: Window) -> dict:
 
 def transform_window(
     dsn: SecretStr, window: Window, project_dir: Path, lock_timeout: float | None = None
-) -> tuple[transform.DbtOutcome, transform.DbtOutcome]:
-    """`dbt run` then `dbt test` over the window, then record which loads the marts now reflect.
+) -> transform.DbtOutcome:
+    """Write-audit-publish: `dbt build` the window into `audit`, then publish it into `marts` if every test passed.
 
-    One transform at a time per warehouse: two dbt invocations at once (a backfill meeting the
-    daily run) would race to replace the same views and delete+insert the same mart keys.
+    A failing test fails the build before anything reaches `marts`, which keeps what it
+    had; the window stays "not yet transformed" in the ledger, so the next run publishes it.
+    One transform at a time per warehouse: two builds at once (a backfill meeting the
+    daily run) would race to replace the same audit tables and publish each other's window.
     """
     with (
-        step("dbt run", window),
+        step("dbt build", window),
         warehouse.connect(dsn.get_secret_value(), autocommit=True) as conn,
         warehouse.session_lock(conn, TRANSFORM_LOCK, on_wait=_say_waiting, timeout=lock_timeout),
     ):
         dbt_started_at = conn.execute("select now()").fetchone()[0]
-        models = run_dbt("run", window, dsn, project_dir)
-        with step("dbt test", window):
-            tests = run_dbt("test", window, dsn, project_dir)
+        transform.set_window(conn, window)
+        try:
+            outcome = run_dbt(window, dsn, project_dir)
+        except transform.DbtCommandFailed as failed:
+            # The days whose rows failed a test are marked failed, as a failed load would be:
+            # `--reprocess failed` re-fetches them and `gaps` lists them.
+            if days := transform.failing_days(failed.outcome):
+                load.record_failure(conn, days, str(failed), runtime.flow_run.id, content_failed=True)
+            raise
+        with step("publish", window):
+            publish_window(dsn, window)
         load.mark_transformed(conn, window, dbt_started_at)
-    return models, tests
+    return outcome
 
 
 def _say_waiting() -> None:

@@ -1,15 +1,12 @@
 {#-
     Business invariant: temperature_2m_min <= temperature_2m_mean <= temperature_2m_max.
-    Reads only the run window (a singular test has no `where:` config, so it filters itself).
+    audit.fct_daily_weather holds only the run window, so this reads only the window.
 -#}
 with
 
 fct_daily_weather as (
 
     select * from {{ ref('fct_daily_weather') }}
-    where
-        weather_date >= '{{ window_bounds()[0] }}'
-        and weather_date < '{{ window_bounds()[1] }}'
 
 ),
 

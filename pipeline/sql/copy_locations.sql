@@ -1,1 +1,1 @@
-copy raw.locations (location_id, name, latitude, longitude) from stdin
+copy pg_temp.locations_file (location_id, name, latitude, longitude) from stdin

@@ -1,14 +1,58 @@
+-- One row per day of the window, described from what raw.hourly_weather now holds for it
+-- (every location, not only this load's): the rows, the location-hours with every
+-- value, and which locations the day has. A day with any null value is incomplete.
+with
+
+loads as (
+
+    select day, checksum
+    from unnest(%(days)s::date[], %(checksums)s::text[]) as d (day, checksum)
+
+),
+
+contents as (
+
+    select
+        (observed_at at time zone 'UTC')::date as day,
+        count(*) as row_count,
+        count(*) filter (
+            where temperature_2m is not null and relative_humidity_2m is not null
+                and dew_point_2m is not null and precipitation is not null
+                and surface_pressure is not null and cloud_cover is not null
+                and wind_speed_10m is not null and wind_direction_10m is not null
+        ) as complete_hours,
+        array_agg(distinct location_id) as locations
+    from raw.hourly_weather
+    where observed_at >= %(start)s and observed_at < %(end)s
+    group by 1
+
+)
+
 insert into ops.load_ledger as l (
-    source, day, status, row_count, checksum, flow_run_id, loaded_at, attempted_at, error,
+    source, day, status, row_count, complete_hours, locations, checksum, flow_run_id, loaded_at, attempted_at, error,
     last_attempt_status, last_attempt_flow_run_id
 )
 select
-    %(source)s, day, 'succeeded', row_count, checksum, %(flow_run_id)s, now(), now(), null,
-    'succeeded', %(flow_run_id)s
-from unnest(%(days)s::date[], %(row_counts)s::integer[], %(checksums)s::text[]) as d (day, row_count, checksum)
+    %(source)s,
+    loads.day,
+    case when coalesce(c.complete_hours, 0) < coalesce(c.row_count, 0) then 'incomplete' else 'succeeded' end,
+    coalesce(c.row_count, 0),
+    coalesce(c.complete_hours, 0),
+    coalesce(c.locations, '{}'),
+    loads.checksum,
+    %(flow_run_id)s,
+    now(),
+    now(),
+    null,
+    case when coalesce(c.complete_hours, 0) < coalesce(c.row_count, 0) then 'incomplete' else 'succeeded' end,
+    %(flow_run_id)s
+from loads
+left join contents as c on c.day = loads.day
 on conflict (source, day) do update set
     status = excluded.status,
     row_count = excluded.row_count,
+    complete_hours = excluded.complete_hours,
+    locations = excluded.locations,
     checksum = excluded.checksum,
     flow_run_id = excluded.flow_run_id,
     -- loaded_at is when the day's content last changed: an identical reload keeps it, so

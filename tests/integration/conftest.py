@@ -60,7 +60,7 @@ def pipeline_env(monkeypatch, database_url, source, locations_file, tmp_path):
     monkeypatch.delenv("PIPELINE_WEBHOOK_URL", raising=False)
     monkeypatch.delenv("PIPELINE_WEBHOOK_SECRET", raising=False)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("drop schema if exists raw, ops, staging, marts cascade")
+        conn.execute("drop schema if exists raw, ops, staging, audit, marts cascade")
     yield database_url
 
 

@@ -46,7 +46,7 @@ def test_backfill_equals_the_same_days_loaded_by_daily_runs(pipeline_env, db, sm
         day += timedelta(days=1)
     daily_raw, daily_mart = state_of(db)
     daily_ledger = db.execute("select day, row_count, checksum from ops.load_ledger order by day").fetchall()
-    db.execute("drop schema raw, ops, staging, marts cascade")
+    db.execute("drop schema raw, ops, staging, audit, marts cascade")
 
     summary = backfill()
 
@@ -87,7 +87,7 @@ def test_reprocess_failed_and_all_reload_what_they_say(pipeline_env, db, source,
 def test_transient_faults_during_a_backfill_give_the_clean_result(pipeline_env, db, source, small_chunks, monkeypatch):
     backfill()
     clean = state_of(db)
-    db.execute("drop schema raw, ops, staging, marts cascade")
+    db.execute("drop schema raw, ops, staging, audit, marts cascade")
     monkeypatch.setenv("PIPELINE_LOCATIONS_PER_REQUEST", "1")  # more requests for the faults to hit
     # Half the requests fail. Seed 2's first 200 draws hold no run of more than 5 faults, so no
     # request can exhaust its 10 retries whatever order the two chunks' requests arrive in.
@@ -132,7 +132,7 @@ def test_a_backfill_killed_mid_way_resumes_to_the_full_result(pipeline_env, db, 
     assert sorted(resumed[0]) == [start + timedelta(days=n) for n in range(20)]
     assert all(n == keys == LOCATION_COUNT * 24 for n, keys, _ in resumed[0].values())
     assert sorted(resumed[1]) == sorted(resumed[0])
-    db.execute("drop schema raw, ops, staging, marts cascade")
+    db.execute("drop schema raw, ops, staging, audit, marts cascade")
     monkeypatch.setenv("PIPELINE_BACKFILL_CHUNK_DAYS", "20")
     backfill(start, end)
     assert state_of(db) == resumed
@@ -174,8 +174,8 @@ def test_gaps_lists_missing_and_failed_days_and_the_command_to_fill_them(pipelin
     assert main(["gaps", "--since", str(yesterday - timedelta(days=4))]) == 1
 
     out = capsys.readouterr().out
-    assert f"missing: {yesterday - timedelta(days=4)}..{yesterday - timedelta(days=3)}" in out
-    assert f"failed:  {yesterday - timedelta(days=1)}" in out
+    assert f"missing:    {yesterday - timedelta(days=4)}..{yesterday - timedelta(days=3)}" in out
+    assert f"failed:     {yesterday - timedelta(days=1)}" in out
     assert f"pipeline backfill --start {yesterday - timedelta(days=4)} --end {yesterday - timedelta(days=3)}\n" in out
     assert f"--start {yesterday - timedelta(days=1)} --end {yesterday - timedelta(days=1)} --reprocess failed" in out
 
@@ -208,3 +208,19 @@ def test_a_backfill_stops_cleanly_when_the_hourly_api_budget_is_spent_and_resume
     assert (loaded, counted) == (2, 10)
     assert db.execute("select count(*) from ops.load_ledger where status = 'succeeded'").fetchone()[0] == DAYS
     assert db.execute("select sum(calls) from ops.api_calls").fetchone()[0] == 20
+
+
+def test_reprocess_transform_rebuilds_and_publishes_the_range_without_calling_the_api(
+    pipeline_env, db, source, small_chunks
+):
+    backfill()
+    before = state_of(db)
+    db.execute("delete from marts.fct_daily_weather where weather_date >= %s", [START + timedelta(days=1)])
+    source.reset_counters()
+
+    summary = backfill(reprocess="transform")
+
+    assert source.requests == 0
+    assert summary["days_planned"] == 0
+    assert summary["dbt_tests"]["counts"]["pass"] > 0
+    assert state_of(db) == before

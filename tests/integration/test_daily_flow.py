@@ -4,7 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -15,7 +15,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.concurrency.sync import rate_limit
 
 from flows.daily import daily_weather
-from pipeline import warehouse
+from pipeline import load, warehouse
 from pipeline.cli import main
 from pipeline.extract import VARIABLES
 from pipeline.locations import read_locations
@@ -142,7 +142,7 @@ def test_daily_run_is_idempotent_over_reruns_and_overlapping_windows(pipeline_en
 def test_transient_faults_at_a_high_rate_converge_to_the_clean_result(pipeline_env, db, source, monkeypatch):
     assert run(lookback_days=2).is_completed()
     clean_raw, clean_mart = checksums(db), checksums(db, "mart")
-    db.execute("drop schema raw, ops, staging, marts cascade")
+    db.execute("drop schema raw, ops, staging, audit, marts cascade")
 
     # One location per request: more requests, so the seeded faults hit many of them.
     monkeypatch.setenv("PIPELINE_LOCATIONS_PER_REQUEST", "1")
@@ -281,7 +281,7 @@ def test_a_failed_load_rolls_back_and_runs_no_dbt(pipeline_env, db):
     assert not ran(state, "dbt-")
 
 
-def test_a_failed_dbt_run_skips_dbt_test(pipeline_env, db, tmp_path, monkeypatch):
+def test_a_broken_model_fails_the_build_and_publishes_nothing(pipeline_env, db, tmp_path, monkeypatch):
     project = shutil.copytree(
         PROJECT_ROOT / "dbt_project", tmp_path / "dbt_project", ignore=shutil.ignore_patterns("target", "logs")
     )
@@ -292,15 +292,17 @@ def test_a_failed_dbt_run_skips_dbt_test(pipeline_env, db, tmp_path, monkeypatch
     state = run()
 
     assert state.is_failed()
-    assert failure_message(state).startswith(f"dbt run failed for {DAY}: dbt run: ")
+    assert failure_message(state).startswith(f"dbt build failed for {DAY}: dbt build: ")
     assert "fct_daily_weather" in failure_message(state)
     assert db.execute("select count(*) from raw.hourly_weather").fetchone()[0] == LOCATION_COUNT * 24
-    assert {"dbt-run"} <= task_runs(state)
-    assert "dbt-test" not in task_runs(state)
+    assert db.execute("select count(*) from marts.fct_daily_weather").fetchone()[0] == 0
+    assert "dbt-build" in task_runs(state)
+    assert "publish-window" not in task_runs(state)
 
 
-def test_a_failing_dbt_test_fails_the_run_naming_the_test(pipeline_env, db):
+def test_a_failing_dbt_test_fails_the_run_naming_the_test_and_day_and_keeps_marts(pipeline_env, db):
     assert run(DAY - timedelta(days=1)).is_completed()  # sets up the warehouse; DAY itself is new
+    before = checksums(db, "mart"), db.execute("select * from marts.dim_locations order by 1").fetchall()
     # An implausible reading slips through the source: the mart's range test must catch it.
     db.execute(
         "create function raw.spoil() returns trigger language plpgsql as $$"
@@ -309,9 +311,68 @@ def test_a_failing_dbt_test_fails_the_run_naming_the_test(pipeline_env, db):
     )
     db.execute("create trigger spoil before insert on raw.hourly_weather for each row execute function raw.spoil()")
 
-    state = run()
+    state = run(lookback_days=1)
 
     assert state.is_failed()
     message = failure_message(state)
-    assert message.startswith(f"dbt test failed for {DAY}: dbt test: ")
-    assert "temperature_2m_max" in message
+    assert message.startswith(f"dbt build failed for {DAY - timedelta(days=1)}..{DAY}: dbt build: ")
+    # The spoiled readings are all on DAY: the lookback day is unchanged, so it is not rewritten.
+    assert f"stg_hourly_weather_temperature_2m_range (1 rows on {DAY})" in message
+    assert (checksums(db, "mart"), db.execute("select * from marts.dim_locations order by 1").fetchall()) == before
+    assert "publish-window" not in task_runs(state)
+
+
+def test_a_hot_day_stays_out_of_the_published_marts_until_a_good_run_publishes_it(pipeline_env, db, source):
+    assert run(DAY - timedelta(days=1)).is_completed()
+    published = checksums(db, "mart")
+    # 99 °C at one location on DAY only: well-formed, so only the data tests can stop it.
+    source.faults = FaultPlan(hot_day=1.0, only_on=DAY)
+
+    state = run(lookback_days=1)
+
+    assert state.is_failed()
+    message = failure_message(state)
+    assert message.startswith(f"dbt build failed for {DAY - timedelta(days=1)}..{DAY}: dbt build: ")
+    # The first location of each of the 3 requests (2 locations each): 3 × 24 hours.
+    assert f"stg_hourly_weather_temperature_2m_range (72 rows on {DAY})" in message
+    assert checksums(db, "mart") == published  # marts exactly as they were: DAY not there at all
+    assert db.execute("select max(temperature_2m) from raw.hourly_weather").fetchone()[0] == 99.0
+    # The failing day is marked failed (a plain `--reprocess failed` re-fetches it); the other is not.
+    ledger = dict(db.execute("select day, status from ops.load_ledger").fetchall())
+    assert ledger == {DAY - timedelta(days=1): "succeeded", DAY: "failed"}
+
+    source.faults = FaultPlan()
+    assert run(lookback_days=1).is_completed()
+
+    after = checksums(db, "mart")
+    assert sorted(after) == [DAY - timedelta(days=1), DAY]
+    assert after[DAY - timedelta(days=1)] == published[DAY - timedelta(days=1)]
+    assert db.execute("select max(temperature_2m_max) from marts.fct_daily_weather").fetchone()[0] < 60
+
+
+def test_an_incomplete_day_is_refetched_while_inside_the_revision_horizon(pipeline_env, db, source, monkeypatch):
+    # The archive has DAY only until noon: the afternoon hours come back null.
+    source.faults = FaultPlan(available_until=datetime(DAY.year, DAY.month, DAY.day, 12, tzinfo=UTC))
+    assert run().is_completed()
+    ledger = "select status, row_count, complete_hours from ops.load_ledger where day = %s"
+    assert db.execute(ledger, [DAY]).fetchone() == ("incomplete", LOCATION_COUNT * 24, LOCATION_COUNT * 12)
+    assert db.execute("select max(hours_observed) from marts.fct_daily_weather").fetchone() == (12,)
+    source.faults = FaultPlan()  # the archive has filled the day since
+
+    # Three days on with a 2-day horizon, DAY is past it: not fetched again, and listed.
+    monkeypatch.setenv("PIPELINE_REVISION_HORIZON_DAYS", "2")
+    assert run(DAY + timedelta(days=3)).is_completed()
+    assert db.execute(ledger, [DAY]).fetchone()[0] == "incomplete"
+    assert load.incomplete_days(db, DAY + timedelta(days=1)) == [DAY]
+
+    # With the default horizon (10 days) the daily run re-fetches it on its own.
+    monkeypatch.delenv("PIPELINE_REVISION_HORIZON_DAYS")
+    state = run(DAY + timedelta(days=4))
+
+    assert state.is_completed()
+    assert state.result()["window"]["first_day"] == str(DAY)
+    assert db.execute(ledger, [DAY]).fetchone() == ("succeeded", LOCATION_COUNT * 24, LOCATION_COUNT * 24)
+    assert db.execute(
+        "select min(hours_observed) from marts.fct_daily_weather where weather_date = %s", [DAY]
+    ).fetchone() == (24,)
+    assert load.incomplete_days(db, DAY + timedelta(days=5)) == []

@@ -203,3 +203,39 @@ def test_session_lock_gives_up_after_its_timeout_naming_the_lock_and_its_holder(
     message = str(expired.value)
     assert message.startswith("waited 0.2 s for the lock 'weather test lock', held by Postgres pid ")
     assert "stuck session" in message
+
+
+def test_a_load_replaces_only_the_locations_it_fetched_and_the_ledger_says_which_a_day_holds(conn):
+    load.replace_window(conn, WINDOW, LOCATIONS, [observations(LOCATIONS)], None)
+    before = row_versions(conn)
+    first = LOCATIONS[:1]
+
+    load.replace_window(conn, WINDOW, first, [observations(first, offset=5)], None)
+
+    after = row_versions(conn)
+    assert {key: after[key] for key in before if key[0] != "a"} == {k: v for k, v in before.items() if k[0] != "a"}
+    assert all(after[key] != before[key] for key in before if key[0] == "a")
+    assert conn.execute("select min(temperature_2m) from raw.hourly_weather where location_id = 'a'").fetchone() == (5,)
+    ledger = conn.execute("select status, row_count, complete_hours, locations from ops.load_ledger order by day")
+    assert [(s, n, c, sorted(ids)) for s, n, c, ids in ledger] == [("succeeded", 72, 72, ["a", "c", "é;'b"])] * 2
+
+
+def test_a_day_with_a_null_value_is_incomplete_in_the_ledger(conn):
+    batch = observations(LOCATIONS)
+    batch.values[1, 30, 2] = np.nan  # one variable of one hour, on the second day
+
+    load.replace_window(conn, WINDOW, LOCATIONS, [batch], None)
+
+    ledger = conn.execute("select day, status, row_count, complete_hours from ops.load_ledger order by day").fetchall()
+    assert ledger == [(date(2024, 3, 9), "succeeded", 72, 72), (date(2024, 3, 10), "incomplete", 72, 71)]
+
+
+def test_locations_leaving_the_file_are_retired_and_come_back_active(conn):
+    load.replace_locations(conn, LOCATIONS[:2])
+    retired = "select location_id from raw.locations where retired_at is not null"
+    assert conn.execute(retired).fetchall() == [("c",)]
+
+    load.replace_locations(conn, LOCATIONS)
+
+    assert conn.execute(retired).fetchall() == []
+    assert conn.execute("select count(*) from raw.locations").fetchone()[0] == 3

@@ -2,7 +2,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from pipeline.backfill import DayStatus, consecutive_runs, gaps, plan_backfill
+from pipeline.backfill import DayStatus, consecutive_runs, gaps, plan_backfill, revisit_window
 from pipeline.progress import progress_line
 from pipeline.window import Window
 
@@ -80,7 +80,8 @@ def test_plan_backfill_counts_requests_calls_and_rows():
 
 
 def test_plan_backfill_rejects_an_unknown_mode():
-    with pytest.raises(ValueError, match="reprocess must be one of missing, failed, all, got 'some'"):
+    modes = "missing, failed, incomplete, all, transform"
+    with pytest.raises(ValueError, match=f"reprocess must be one of {modes}, got 'some'"):
         plan_backfill(JAN, {}, "some", 14)
 
 
@@ -94,10 +95,75 @@ def test_gaps_lists_unloaded_and_failed_days():
     ledger = ledger_with(d2=FAILED_BEFORE_ANY_LOAD, d9=FAILED_AFTER_A_LOAD)
     del ledger[day(31)]
 
-    missing, failed = gaps(JAN, ledger)
+    missing, failed, incomplete = gaps(JAN, ledger)
 
     assert missing == [day(2), day(31)]
     assert failed == [day(2), day(9)]
+    assert incomplete == []
+
+
+def test_gaps_lists_days_without_an_active_location_and_incomplete_days():
+    ledger = {d: held("a", "b") for d in JAN.days}
+    ledger[day(5)] = held("a")
+    ledger[day(6)] = DayStatus("incomplete", True, True, locations=frozenset({"a", "b"}))
+    ledger[day(7)] = DONE  # loaded before the ledger kept locations: it held them all
+
+    missing, failed, incomplete = gaps(JAN, ledger, active=("a", "b"))
+
+    assert missing == [day(5)]
+    assert failed == []
+    assert incomplete == [day(6)]
+    assert gaps(JAN, ledger, active=("a",)).missing == []  # a retired location is not missed
+
+
+def held(*ids: str) -> DayStatus:
+    return DayStatus("succeeded", loaded=True, transformed=True, locations=frozenset(ids))
+
+
+def test_plan_backfill_missing_fetches_only_a_location_added_after_the_days_were_loaded():
+    ledger = {d: held("a", "b") for d in JAN.days}
+    ledger[day(30)] = held("a", "b", "c")  # the day c joined
+    del ledger[day(31)]
+
+    plan = plan_backfill(JAN, ledger, "missing", chunk_days=14, active=("a", "b", "c"))
+
+    assert plan.load_days == tuple(JAN.days[:29]) + (day(31),)
+    assert plan.chunks == (
+        Window(day(1), day(14)),
+        Window(day(15), day(28)),
+        Window(day(29), day(29)),
+        Window(day(31), day(31)),
+    )
+    assert plan.chunk_locations == (("c",), ("c",), ("c",), None)
+    assert plan.reasons[day(3)] == "locations missing"
+    assert plan.requests(locations=3, per_request=2) == 3 + 2
+    assert plan.expected_rows(3) == 29 * 24 * 1 + 24 * 3
+
+
+def test_plan_backfill_ignores_a_retired_location_the_days_still_hold():
+    ledger = {d: held("a", "b", "old") for d in JAN.days}
+
+    plan = plan_backfill(JAN, ledger, "missing", chunk_days=14, active=("a", "b"))
+
+    assert plan.load_days == plan.chunks == ()
+
+
+def test_plan_backfill_incomplete_reloads_days_with_missing_values():
+    incomplete = DayStatus("incomplete", loaded=True, transformed=True)
+    plan = plan_backfill(JAN, ledger_with(d4=incomplete, d5=incomplete), "incomplete", chunk_days=14)
+
+    assert plan.load_days == (day(4), day(5))
+    assert plan.reasons[day(4)] == "incomplete"
+    assert plan_backfill(JAN, ledger_with(d4=incomplete), "missing", 14).load_days == ()
+
+
+def test_plan_backfill_transform_rebuilds_every_day_without_downloading():
+    plan = plan_backfill(JAN, ledger_with(), "transform", chunk_days=14)
+
+    assert plan.load_days == plan.chunks == ()
+    assert plan.transform_days == tuple(JAN.days)
+    assert plan.dbt_window == JAN
+    assert plan.api_calls(1000, 100) == 0
 
 
 def test_progress_line_reports_rate_and_eta():
@@ -113,3 +179,13 @@ def test_chunks_cover_every_planned_day_once():
     covered = [d for c in plan.chunks for d in c.days]
     assert covered == list(plan.load_days) == [d for d in JAN.days if d.day % 3 == 0]
     assert all(c.last - c.first <= timedelta(days=1) for c in plan.chunks)
+
+
+def test_revisit_window_reaches_back_to_the_earliest_incomplete_day_inside_the_horizon():
+    window = Window(day(20), day(25))
+    incomplete = DayStatus("incomplete", loaded=True, transformed=True)
+    horizon = {day(15): DONE, day(16): incomplete, day(17): DONE, day(18): incomplete}
+
+    assert revisit_window(window, horizon) == Window(day(16), day(25))
+    assert revisit_window(window, {day(15): DONE}) == window
+    assert revisit_window(window, {}) == window

@@ -13,6 +13,7 @@ from prefect.events.schemas.automations import AutomationCore
 from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
 
+from flows.backfill import backfill_weather
 from pipeline.settings import Settings
 from pipeline.stack import QUEUES, automation_specs, with_deployment_ids
 
@@ -276,3 +277,9 @@ def test_every_flow_has_a_time_limit():
         assert load_flow_from_entrypoint(str(CHECKOUT / entrypoint)).timeout_seconds
     for entrypoint in ("flows/freshness.py:check_freshness", "flows/report.py:report_run"):
         assert load_flow_from_entrypoint(str(CHECKOUT / entrypoint)).timeout_seconds == 600
+
+
+def test_the_backfill_deployment_accepts_every_reprocess_mode_including_transform_only():
+    schema = parameter_schema(backfill_weather.fn).model_dump_for_openapi()
+    reprocess = schema["properties"]["reprocess"]
+    assert reprocess["enum"] == ["missing", "failed", "incomplete", "all", "transform"]

@@ -291,6 +291,18 @@ def test_fault_wrong_types_sends_the_first_value_as_a_string(client, server):
         parse_payload(response.content, LOCATIONS, WINDOW)
 
 
+def test_fault_hot_day_heats_the_first_location_on_only_that_day(client, server):
+    server.faults = FaultPlan(hot_day=1.0, only_on=date(2024, 3, 10))
+    response = _get(client)
+    first, second = response.json()
+    clean = _clean(LOCATIONS[0])
+    clean["hourly"]["temperature_2m"][24:] = [99.0] * 24
+    assert first == clean
+    assert second == _clean(LOCATIONS[1])
+    assert server.faults_injected == {"hot_day": 1}
+    parse_payload(response.content, LOCATIONS, WINDOW)  # well-formed: only the data tests can catch it
+
+
 @pytest.mark.parametrize("count", [2, 1])
 def test_fault_dropped_location_answers_one_location_fewer(client, server, count):
     locations = LOCATIONS[:count]

@@ -8,22 +8,23 @@ from pipeline.transform import (
     NodeFailure,
     dbt_args,
     dbt_log_level,
-    dbt_vars,
     describe_failures,
+    failing_days,
     profile_env,
+    window_params,
 )
 from pipeline.window import Window
 
 WINDOW = Window(date(2024, 3, 4), date(2024, 3, 9))
 
 
-def test_dbt_vars_are_the_window_as_half_open_dates():
-    assert dbt_vars(WINDOW) == {"window_start": "2024-03-04", "window_end": "2024-03-10"}
+def test_window_params_are_the_window_as_half_open_dates():
+    assert window_params(WINDOW) == {"first_day": date(2024, 3, 4), "end_day": date(2024, 3, 10)}
 
 
-def test_dbt_args_pass_the_window_and_leave_unit_tests_to_ci():
-    assert dbt_args("run", WINDOW) == ["run", "--vars", '{"window_end": "2024-03-10", "window_start": "2024-03-04"}']
-    assert dbt_args("test", WINDOW)[-2:] == ["--exclude-resource-type", "unit_test"]
+def test_dbt_args_are_one_build_without_vars_and_leave_unit_tests_to_ci():
+    # No --vars: a changed var makes dbt re-parse the whole project on every run.
+    assert dbt_args() == ["build", "--exclude-resource-type", "unit_test"]
 
 
 def test_profile_env_reads_a_url_or_socket_dsn_and_marks_the_password_secret():
@@ -39,18 +40,20 @@ def test_profile_env_reads_a_url_or_socket_dsn_and_marks_the_password_secret():
     assert (socket["PIPELINE_DBT_HOST"], socket["PIPELINE_DBT_DBNAME"]) == ("/tmp/pg", "weather")
 
 
-def test_describe_failures_names_each_failing_node_with_its_row_count():
+def test_describe_failures_names_each_failing_node_with_its_row_count_and_days():
+    days = (date(2024, 3, 4), date(2024, 3, 5), date(2024, 3, 8))
     outcome = DbtOutcome(
-        "test",
+        "build",
         {"pass": 40, "fail": 2},
         (
-            NodeFailure("fct_daily_weather_temperature_2m_max_range", "fail", 3, "Got 3 results"),
+            NodeFailure("fct_daily_weather_temperature_2m_max_range", "fail", 3, "Got 3 results", days=days),
+            NodeFailure("stg_hourly_weather_location_id_known", "fail", 2, "Got 2 results"),
             NodeFailure("assert_temperature_min_le_mean_le_max", "error", None, "relation missing"),
         ),
     )
     assert describe_failures(outcome) == (
-        "dbt test: 2 failed: fct_daily_weather_temperature_2m_max_range (3 rows), "
-        "assert_temperature_min_le_mean_le_max (error)"
+        "dbt build: 3 failed: fct_daily_weather_temperature_2m_max_range (3 rows on 2024-03-04..2024-03-05, "
+        "2024-03-08), stg_hourly_weather_location_id_known (2 rows), assert_temperature_min_le_mean_le_max (error)"
     )
 
 
@@ -63,3 +66,17 @@ def test_profile_env_passes_the_dsns_options_to_dbt_as_pgoptions():
     env = profile_env("postgresql://etl@db/warehouse?options=-c%20lock_timeout%3D1000")
 
     assert env["PGOPTIONS"] == "-c lock_timeout=1000"
+
+
+def test_failing_days_are_the_days_named_by_any_failing_test():
+    outcome = DbtOutcome(
+        "build",
+        {"fail": 2},
+        (
+            NodeFailure("a", "fail", 1, "", days=(date(2024, 3, 5), date(2024, 3, 4))),
+            NodeFailure("b", "fail", 1, "", days=(date(2024, 3, 5),)),
+            NodeFailure("c", "error", None, ""),
+        ),
+    )
+    assert failing_days(outcome) == [date(2024, 3, 4), date(2024, 3, 5)]
+    assert failing_days(None) == []

@@ -1,5 +1,6 @@
 {#-
-    One row per configured location. first/last_observed_date come from a lateral
+    One row per location ever configured; one removed from the file keeps its row (and
+    its history in the facts) with is_active false and the time it was retired. first/last_observed_date come from a lateral
     min()/max() per location, which Postgres answers from the raw table's primary key
     (location_id, observed_at) with two index probes per location: rebuilding this table
     does not scan the hourly history. (This relies on stg_open_meteo__hourly_weather
@@ -20,6 +21,8 @@ final as (
         locations.location_name,
         locations.latitude,
         locations.longitude,
+        locations.is_active,
+        locations.retired_at,
         (observed.first_observed_at at time zone 'utc')::date as first_observed_date,
         (observed.last_observed_at at time zone 'utc')::date as last_observed_date
     from locations

@@ -1,43 +1,23 @@
 {#-
-    One row per location and UTC day.
-
-    Incremental runs rebuild only the run window, UTC days [window_start, window_end).
-    They read just the window's hourly rows, filtering on observed_at (not weather_date)
-    so Postgres range-scans raw.hourly_weather_observed_at_idx (created by the loader's
-    migration; Postgres 18 can also skip-scan the primary key), then delete+insert those
-    (location_id, weather_date) keys: one statement pair whatever the window's length,
-    and a cost that follows the window, not the history. The unique index on
-    (weather_date, location_id) enforces the grain and lets both the delete and the
-    window-scoped tests range-scan the mart. A first run or --full-refresh reads all of
-    history and ignores the window.
+    One row per location and UTC day of the run window, UTC days [first_day, end_day) of
+    ops.transform_window. Built in `audit` as a table of the window only: the pipeline
+    publishes it into marts.fct_daily_weather (delete the window, insert these rows) once
+    every test of the build has passed. It reads just the window's hourly rows, filtering
+    on observed_at (not weather_date) so Postgres range-scans
+    raw.hourly_weather_observed_at_idx: a run costs what its window costs, not the history.
 
     Aggregates are computed in numeric (exact, independent of row order, unlike float
     sums) and rounded to 2 decimals (the API reports 1), so identical input always gives
     identical rows, and min <= mean <= max holds exactly after rounding.
 -#}
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key=['location_id', 'weather_date'],
-        incremental_predicates=[
-            "DBT_INTERNAL_DEST.weather_date >= '" ~ window_bounds()[0] ~ "'::date",
-            "DBT_INTERNAL_DEST.weather_date < '" ~ window_bounds()[1] ~ "'::date",
-        ],
-        indexes=[{'columns': ['weather_date', 'location_id'], 'unique': true}],
-        on_schema_change='fail',
-    )
-}}
-
 with
 
 hourly as (
 
     select * from {{ ref('stg_open_meteo__hourly_weather') }}
-    {%- if is_incremental() %}
-    where observed_at >= {{ window_start_utc() }}
+    where
+        observed_at >= {{ window_start_utc() }}
         and observed_at < {{ window_end_utc() }}
-    {%- endif %}
 
 ),
 

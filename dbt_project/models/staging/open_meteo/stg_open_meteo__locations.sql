@@ -13,6 +13,8 @@ final as (
         name as location_name,
         latitude,
         longitude,
+        retired_at is null as is_active,
+        retired_at,
         _loaded_at
     from source
 

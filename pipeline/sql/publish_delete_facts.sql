@@ -1,0 +1,3 @@
+-- Publishing a window, step 1 of 3 (one transaction): drop what marts holds for it...
+delete from marts.fct_daily_weather
+where weather_date >= %(first_day)s and weather_date < %(end_day)s
