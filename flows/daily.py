@@ -7,7 +7,13 @@ from prefect import flow, get_run_logger, runtime
 
 from blocks import resolve_settings
 from pipeline.backfill import revisit_window
-from pipeline.runs import scheduled_logical_date, send_run_notification, warehouse_dsn, window_data
+from pipeline.runs import (
+    alert_incomplete_days,
+    scheduled_logical_date,
+    send_run_notification,
+    warehouse_dsn,
+    window_data,
+)
 from pipeline.settings import Settings
 from pipeline.tasks import ingest_window, list_incomplete_days, prepare_warehouse, read_ledger, step, transform_window
 from pipeline.window import Window, check_not_future, daily_window
@@ -33,10 +39,10 @@ def daily_weather(logical_date: date | None = None, lookback_days: int | None = 
         locations = prepare_warehouse(dsn, settings.locations_file)
         if horizon < window.first:
             window = revisit_window(window, read_ledger(dsn, Window(horizon, window.first - timedelta(days=1))))
-        # Past the horizon the archive will not fill a day any more: this is where an alert
-        # for each such day belongs (once per day, through the notification outbox).
+        # Past the horizon the archive will not fill a day any more: one alert per such day.
         if stale := list_incomplete_days(dsn, horizon):
             get_run_logger().warning("days still incomplete past the revision horizon: %s", stale)
+            alert_incomplete_days(settings, dsn, stale, settings.revision_horizon_days)
     ingested = ingest_window(settings, dsn, locations, window, runtime.flow_run.id)
     transform_started = time.perf_counter()
     built = transform_window(dsn, window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds)

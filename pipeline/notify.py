@@ -16,7 +16,9 @@ RUN_SUCCEEDED = "pipeline.run.succeeded"
 RUN_FAILED = "pipeline.run.failed"
 RUN_LATE = "pipeline.run.late"
 BACKFILL_COMPLETED = "pipeline.backfill.completed"
-EVENT_TYPES = (RUN_SUCCEEDED, RUN_FAILED, RUN_LATE, BACKFILL_COMPLETED)
+# A day the archive left with missing values past its revision horizon: it will not fill it now.
+DAY_INCOMPLETE = "pipeline.day.incomplete"
+EVENT_TYPES = (RUN_SUCCEEDED, RUN_FAILED, RUN_LATE, BACKFILL_COMPLETED, DAY_INCOMPLETE)
 
 logger = logging.getLogger("pipeline.notify")
 
@@ -109,6 +111,7 @@ def slack_message(event: dict) -> dict:
         RUN_FAILED: ":x: weather pipeline failed",
         RUN_LATE: ":hourglass: weather pipeline is late",
         BACKFILL_COMPLETED: ":white_check_mark: weather backfill completed",
+        DAY_INCOMPLETE: ":warning: weather day still incomplete past the revision horizon",
     }[event["type"]]
     lines = [f"*{title}* {days}".strip()]
     if data.get("failed_step"):

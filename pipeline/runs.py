@@ -125,6 +125,28 @@ def send_run_notification(flow, flow_run, state) -> None:
         publish(settings, event_type, data, key=key)
 
 
+def alert_incomplete_days(settings: Settings, dsn: SecretStr, days: list[date], horizon_days: int) -> list[date]:
+    """One `pipeline.day.incomplete` per day still incomplete past the revision horizon; returns the days
+    alerted now. Claimed and queued in one transaction per day, so a day is reported once, and surely."""
+    alerted = []
+    with warehouse.connect(dsn.get_secret_value(), autocommit=True) as conn:
+        for day in days:
+            with conn.transaction():
+                if alerts.claim(conn, deployment_key(), day, "incomplete", str(runtime.flow_run.id)) is None:
+                    continue
+                data = {
+                    "deployment": runtime.deployment.name,
+                    "logical_date": day.isoformat(),
+                    "revision_horizon_days": horizon_days,
+                    "error": f"{day} still has missing values {horizon_days} days on; the archive will not fill it now",
+                    "command": f"pipeline backfill --start {day} --end {day} --reprocess incomplete",
+                }
+                outbox.enqueue(conn, settings, notify.DAY_INCOMPLETE, data, f"incomplete/{day}", datetime.now(UTC))
+            alerted.append(day)
+        outbox.deliver_due(conn, settings)
+    return alerted
+
+
 def publish(settings: Settings, event_type: str, data: dict, key: str) -> bool:
     """Send one notification to the configured webhook; log it when there is none."""
     if settings.webhook_url is None:

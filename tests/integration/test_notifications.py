@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -206,6 +206,27 @@ def test_a_failure_raised_while_the_receiver_is_down_arrives_once_signed_after_i
     [(delivered,)] = db.execute("select delivered_at is not null from ops.outbox").fetchall()
     assert delivered
     assert token not in listed and webhook_secret not in listed
+
+
+def test_a_day_still_incomplete_past_the_revision_horizon_is_alerted_once(
+    notifying, webhook_secret, source, monkeypatch
+):
+    # The archive has DAY only until noon, and never fills the afternoon in.
+    source.faults = FaultPlan(available_until=datetime(DAY.year, DAY.month, DAY.day, 12, tzinfo=UTC))
+    assert daily_weather(logical_date=DAY, lookback_days=0, return_state=True).is_completed()
+    source.faults = FaultPlan()
+    monkeypatch.setenv("PIPELINE_REVISION_HORIZON_DAYS", "2")
+
+    for later in (3, 4):  # both runs find DAY past the horizon; only the first reports it
+        state = daily_weather(logical_date=DAY + timedelta(days=later), lookback_days=0, return_state=True)
+        assert state.is_completed()
+
+    sent = [(headers, body) for headers, body in notifying.received if b"pipeline.day.incomplete" in body]
+    [(headers, body)] = sent
+    event = verify(webhook_secret, headers, body)
+    assert event["type"] == "pipeline.day.incomplete"
+    assert event["data"]["logical_date"] == "2024-03-09"
+    assert event["data"]["command"] == "pipeline backfill --start 2024-03-09 --end 2024-03-09 --reprocess incomplete"
 
 
 def test_a_day_that_fails_again_after_recovering_is_a_new_alert(notifying, webhook_secret, source):
