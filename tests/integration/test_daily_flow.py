@@ -221,7 +221,7 @@ def test_a_run_stuck_behind_another_transform_fails_within_its_lock_timeout(pipe
 
     assert state.is_failed()
     message = failure_message(state)
-    assert message.startswith(f"dbt run failed for {DAY}: waited 1 s for the lock 'weather-pipeline dbt', held by")
+    assert message.startswith(f"dbt build failed for {DAY}: waited 1 s for the lock 'weather-pipeline dbt', held by")
     assert "hung transform" in message
     assert not ran(state, "dbt-")
     # The stuck run let go of everything: the next one runs through.
