@@ -39,7 +39,7 @@ def run(day: date | None) -> int:
     try:
         with prefect_api(settings) as api_url:
             print(
-                f"demo: Prefect API {api_url}; running the daily flow: extract → load → dbt run → dbt test → notify",
+                f"demo: Prefect API {api_url}; the daily flow: extract → load → dbt build (audit) → publish → notify",
                 flush=True,
             )
             # `pipeline run` in a process of its own: it sends its last logs and events as it exits,
