@@ -1,6 +1,7 @@
 """Backfill: any range of logical dates, planned from the ledger, loaded in parallel chunks, one dbt build."""
 
 import time
+from contextlib import nullcontext
 from datetime import UTC, date, datetime
 
 from prefect import flow, runtime
@@ -16,6 +17,7 @@ from pipeline.progress import BackfillProgress
 from pipeline.runs import send_run_notification, warehouse_dsn, window_data
 from pipeline.settings import Settings
 from pipeline.tasks import StepFailed, ingest_chunks, prepare_warehouse, read_ledger, step, transform_window
+from pipeline.transform import ParsedProject
 from pipeline.window import Window, check_not_future
 
 
@@ -72,38 +74,43 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
     if dry_run:
         return summary | {"dry_run": True}
 
-    progress = BackfillProgress(sum(len(chunk) for chunk in chunks))
-    progress_started = time.perf_counter()
-    failures: list[StepFailed] = []
-    changed = 0
-    # "all" means rewrite: it also repairs days whose rows no longer match their checksum.
-    outcomes = ingest_chunks(
-        settings,
-        dsn,
-        locations,
-        chunks,
-        runtime.flow_run.id,
-        reprocess == "all",
-        plan.chunk_locations[: len(chunks)],
-    )
-    for outcome in outcomes:
-        if isinstance(outcome, StepFailed):
-            failures.append(outcome)
-            continue
-        changed += sum(1 for day in outcome.loads if day.day in ledger and ledger[day.day].checksum != day.checksum)
-        progress.advance(len(outcome.loads), outcome.rows)
-    if failures:
-        raise StepFailed(
-            failures[0].step,
-            window,
-            RuntimeError(f"{len(failures)} of {len(chunks)} chunks failed, first: {failures[0]}"),
+    # dbt is imported and the project parsed in the background while the chunks load.
+    parsed = ParsedProject(dsn.get_secret_value(), settings.dbt_project_dir) if plan.dbt_window else None
+    with parsed or nullcontext():
+        progress = BackfillProgress(sum(len(chunk) for chunk in chunks))
+        progress_started = time.perf_counter()
+        failures: list[StepFailed] = []
+        changed = 0
+        # "all" means rewrite: it also repairs days whose rows no longer match their checksum.
+        outcomes = ingest_chunks(
+            settings,
+            dsn,
+            locations,
+            chunks,
+            runtime.flow_run.id,
+            reprocess == "all",
+            plan.chunk_locations[: len(chunks)],
         )
-    ingest_seconds = time.perf_counter() - progress_started
-    tests = (
-        transform_window(dsn, plan.dbt_window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds)
-        if plan.dbt_window
-        else None
-    )
+        for outcome in outcomes:
+            if isinstance(outcome, StepFailed):
+                failures.append(outcome)
+                continue
+            changed += sum(1 for day in outcome.loads if day.day in ledger and ledger[day.day].checksum != day.checksum)
+            progress.advance(len(outcome.loads), outcome.rows)
+        if failures:
+            raise StepFailed(
+                failures[0].step,
+                window,
+                RuntimeError(f"{len(failures)} of {len(chunks)} chunks failed, first: {failures[0]}"),
+            )
+        ingest_seconds = time.perf_counter() - progress_started
+        tests = (
+            transform_window(
+                dsn, plan.dbt_window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds, parsed
+            )
+            if plan.dbt_window
+            else None
+        )
     summary |= {
         "seconds": {
             "ingest": round(ingest_seconds, 3),

@@ -4,6 +4,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 
 from prefect import flow, get_run_logger, runtime
+from pydantic import SecretStr
 
 from blocks import resolve_settings
 from pipeline.backfill import revisit_window
@@ -16,6 +17,7 @@ from pipeline.runs import (
 )
 from pipeline.settings import Settings
 from pipeline.tasks import ingest_window, list_incomplete_days, prepare_warehouse, read_ledger, step, transform_window
+from pipeline.transform import ParsedProject
 from pipeline.window import Window, check_not_future, daily_window
 
 
@@ -36,6 +38,14 @@ def daily_weather(logical_date: date | None = None, lookback_days: int | None = 
     horizon = day - timedelta(days=settings.revision_horizon_days)
     with step("prepare", window):
         dsn = warehouse_dsn(settings)
+    with ParsedProject(dsn.get_secret_value(), settings.dbt_project_dir) as parsed:
+        return _process(settings, dsn, day, window, horizon, parsed)
+
+
+def _process(
+    settings: Settings, dsn: SecretStr, day: date, window: Window, horizon: date, parsed: ParsedProject
+) -> dict:
+    with step("prepare", window):
         locations = prepare_warehouse(dsn, settings.locations_file)
         if horizon < window.first:
             window = revisit_window(window, read_ledger(dsn, Window(horizon, window.first - timedelta(days=1))))
@@ -45,7 +55,7 @@ def daily_weather(logical_date: date | None = None, lookback_days: int | None = 
             alert_incomplete_days(settings, dsn, stale, settings.revision_horizon_days)
     ingested = ingest_window(settings, dsn, locations, window, runtime.flow_run.id)
     transform_started = time.perf_counter()
-    built = transform_window(dsn, window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds)
+    built = transform_window(dsn, window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds, parsed)
     return {
         "kind": "daily",
         "logical_date": day.isoformat(),

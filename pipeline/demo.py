@@ -18,7 +18,7 @@ from pipeline.settings import Settings
 logger = logging.getLogger("pipeline.demo")
 
 NEXT_STEPS = (
-    "next: the run, its logs and each dbt node in the Prefect UI (`./dev pipeline up`, then http://127.0.0.1:4200)"
+    "next: the run, its steps and dbt's log in the Prefect UI (`./dev pipeline up`, then http://127.0.0.1:4200)"
     " · what is loaded (`./dev pipeline gaps`) · how it works (README.md)"
 )
 

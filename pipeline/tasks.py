@@ -151,9 +151,9 @@ def record_failed_days(dsn: SecretStr, window: Window, error: str, flow_run_id: 
 
 
 @task(name="run-dbt", task_run_name="dbt-build", cache_policy=NO_CACHE)
-def run_dbt(window: Window, dsn: SecretStr, project_dir: Path) -> transform.DbtOutcome:
-    """`dbt build` of the window into `audit`; failing nodes fail the task, by name and day."""
-    return transform.build(dsn.get_secret_value(), project_dir)
+def run_dbt(dsn: SecretStr, project_dir: Path, parsed: transform.ParsedProject | None = None) -> transform.DbtOutcome:
+    """`dbt build` of the window in `ops.transform_window` into `audit`; failing nodes fail it, by name and day."""
+    return transform.build(dsn.get_secret_value(), project_dir, log=get_run_logger(), parsed=parsed)
 
 
 @task(name="publish-window", cache_policy=NO_CACHE)
@@ -259,7 +259,11 @@ def read_ledger(dsn: SecretStr, window: Window) -> dict:
 
 
 def transform_window(
-    dsn: SecretStr, window: Window, project_dir: Path, lock_timeout: float | None = None
+    dsn: SecretStr,
+    window: Window,
+    project_dir: Path,
+    lock_timeout: float | None = None,
+    parsed: transform.ParsedProject | None = None,
 ) -> transform.DbtOutcome:
     """Write-audit-publish: `dbt build` the window into `audit`, then publish it into `marts` if every test passed.
 
@@ -267,6 +271,7 @@ def transform_window(
     had; the window stays "not yet transformed" in the ledger, so the next run publishes it.
     One transform at a time per warehouse: two builds at once (a backfill meeting the
     daily run) would race to replace the same audit tables and publish each other's window.
+    `parsed` is the project dbt parsed while the run ingested, when the flow started one.
     """
     with (
         step("dbt build", window),
@@ -276,7 +281,7 @@ def transform_window(
         dbt_started_at = conn.execute("select now()").fetchone()[0]
         transform.set_window(conn, window)
         try:
-            outcome = run_dbt(window, dsn, project_dir)
+            outcome = run_dbt(dsn, project_dir, parsed)
         except transform.DbtCommandFailed as failed:
             # The days whose rows failed a test are marked failed, as a failed load would be:
             # `--reprocess failed` re-fetches them and `gaps` lists them.

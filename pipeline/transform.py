@@ -1,32 +1,33 @@
-"""Build and test a window with dbt in `audit` through prefect-dbt, say what failed, publish what passed."""
+"""Build and test a window with dbt in `audit`, say what failed, publish what passed."""
 
 import dataclasses
+import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
-from dbt_common.events.base_types import EventLevel
 from prefect.settings import get_current_settings
-from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 from psycopg import sql
 
 from pipeline.backfill import consecutive_runs
 from pipeline.warehouse import query
 from pipeline.window import Window
 
+# dbt is imported where it is used: importing it takes ~2.5 s, which `ParsedProject` spends in the
+# background while a run extracts and loads, and which commands without a build never pay.
+if TYPE_CHECKING:
+    from dbt.contracts.graph.manifest import Manifest
+    from dbt_common.events.base_types import EventMsg
+
 FAILING_STATUSES = {"error", "fail", "runtime error"}
-_DBT_LEVELS = {
-    "DEBUG": EventLevel.DEBUG,
-    "INFO": EventLevel.INFO,
-    "WARNING": EventLevel.WARN,
-    "ERROR": EventLevel.ERROR,
-    "CRITICAL": EventLevel.ERROR,
-}
+# Prefect's logging levels as dbt names them.
+_DBT_LEVELS = {"DEBUG": "debug", "INFO": "info", "WARNING": "warn", "ERROR": "error", "CRITICAL": "error"}
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,10 @@ def profile_env(dsn: str) -> dict[str, str]:
     return env
 
 
+def _dbt_environment(dsn: str) -> dict[str, str]:
+    return {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **profile_env(dsn)}
+
+
 @contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
     # dbt runs in this process and reads its profile's env_var() calls from os.environ.
@@ -126,20 +131,72 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def build(dsn: str, project_dir: Path) -> DbtOutcome:
-    """`dbt build` of the window set by `set_window`; raise DbtCommandFailed naming the failing nodes and days."""
-    command = "build"
-    settings = PrefectDbtSettings(project_dir=project_dir, profiles_dir=project_dir, log_level=dbt_log_level())
-    runner = PrefectDbtRunner(settings=settings, raise_on_failure=False)
-    args = dbt_args()
-    threads_before = set(threading.enumerate())
-    with _environment({"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **profile_env(dsn)}):
+def _project_args(project_dir: Path) -> list[str]:
+    return ["--project-dir", str(project_dir), "--profiles-dir", str(project_dir)]
+
+
+class ParsedProject:
+    """Import dbt and parse the project in a background thread, while the run extracts and loads.
+
+    Parsing reads only the project's files (the window is in a table, not in --vars), so it
+    can happen before the data is there; the build then starts from the parsed manifest
+    instead of paying dbt's import and parse on the run's critical path. Any trouble here
+    is left for the build to meet and report: it parses again when no manifest came of it.
+    Use as a context manager, so the thread is always joined before the run ends.
+    """
+
+    def __init__(self, dsn: str, project_dir: Path):
+        self._manifest: Manifest | None = None
+        self._thread = threading.Thread(target=self._parse, args=(dsn, project_dir), name="dbt-parse", daemon=True)
+
+    def __enter__(self) -> "ParsedProject":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._thread.join()
+
+    def manifest(self) -> "Manifest | None":
+        self._thread.join()
+        return self._manifest
+
+    def _parse(self, dsn: str, project_dir: Path) -> None:
         try:
-            result = runner.invoke(args)
-        except ValueError as exc:  # prefect-dbt raises this when dbt itself could not run
-            raise DbtCommandFailed(f"dbt {command} could not run: {_first_line(exc)}") from None
-        finally:
-            _join_node_threads(threads_before)
+            from dbt.cli.main import dbtRunner
+
+            with _environment(_dbt_environment(dsn)):
+                result = dbtRunner().invoke(["parse", *_project_args(project_dir)], log_level="none")
+            self._manifest = result.result if result.success else None
+        except Exception:  # the build parses again and reports what is wrong
+            self._manifest = None
+
+
+def build(
+    dsn: str,
+    project_dir: Path,
+    log: logging.Logger | logging.LoggerAdapter | None = None,
+    parsed: ParsedProject | None = None,
+) -> DbtOutcome:
+    """`dbt build` of the window set by `set_window`; raise DbtCommandFailed naming the failing nodes and days.
+
+    dbt runs in this process through its own `dbtRunner`, as one step: prefect-dbt's
+    PrefectDbtRunner would record each of the build's ~50 nodes as a Prefect task run, which
+    made the step take about twice a bare `dbt build` (BENCHMARKS.md). dbt's result lines
+    (one per node, and anything it warns about) go to `log`, with secrets scrubbed as dbt's
+    own log files scrub them; the whole debug log stays in `dbt_project/logs/dbt.log`.
+    """
+    from dbt.cli.main import dbtRunner
+
+    command = "build"
+    manifest = parsed.manifest() if parsed is not None else None
+    callbacks = [_forward_to(log, dbt_log_level())] if log is not None else []
+    with _environment(_dbt_environment(dsn)):
+        # The console stays quiet: what matters reaches `log` through the callback.
+        result = dbtRunner(manifest=manifest, callbacks=callbacks).invoke(
+            [*dbt_args(), *_project_args(project_dir)], log_level="none", use_colors=False
+        )
+    if result.exception is not None:
+        raise DbtCommandFailed(f"dbt {command} could not run: {_first_line(result.exception)}")
     outcome = summarise(command, getattr(result.result, "results", None) or [])
     if not result.success:
         if outcome.failures:
@@ -148,23 +205,34 @@ def build(dsn: str, project_dir: Path) -> DbtOutcome:
                     outcome, failures=tuple(with_days(conn, failure) for failure in outcome.failures)
                 )
             raise DbtCommandFailed(describe_failures(outcome), outcome)
-        raise DbtCommandFailed(f"dbt {command} failed: {_first_line(result.exception or 'no details')}", outcome)
+        raise DbtCommandFailed(f"dbt {command} failed: no failing node reported", outcome)
     return outcome
 
 
-def _join_node_threads(threads_before: set[threading.Thread], timeout: float = 60.0) -> None:
-    # prefect-dbt reports each dbt node as a Prefect task from a daemon thread that it
-    # never joins: left running, those tasks can lose their final state, and a process
-    # exiting meanwhile can abort ("FATAL: exception not rethrown", exit code 134).
-    for thread in set(threading.enumerate()) - threads_before:
-        if thread.daemon and thread.name.endswith("(run_task)"):
-            thread.join(timeout)
+# Left out of the run's log at INFO: per-node start lines and connection chatter.
+_NOISY_EVENTS = {"LogStartLine", "NewConnection", "ConnectionUsed", "ConcurrencyLine", "HooksRunning"}
+_LOG_LEVELS = {"debug": logging.DEBUG, "test": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING}
 
 
-def dbt_log_level() -> EventLevel:
-    """Prefect's logging level as dbt's: prefect-dbt passes "warning" through, which dbt rejects."""
+def _forward_to(log: logging.Logger | logging.LoggerAdapter, level: str) -> Callable[["EventMsg"], None]:
+    from dbt_common.exceptions.base import env_secrets, scrub_secrets
+
+    wanted = _LOG_LEVELS.get(level, logging.ERROR)
+
+    def forward(event: "EventMsg") -> None:
+        # Called from dbt's worker threads; loggers are thread-safe.
+        severity = _LOG_LEVELS.get(event.info.level, logging.ERROR)
+        if severity < wanted or event.info.name in _NOISY_EVENTS or not event.info.msg:
+            return
+        log.log(severity, "dbt: %s", scrub_secrets(event.info.msg, env_secrets()))
+
+    return forward
+
+
+def dbt_log_level() -> str:
+    """Prefect's logging level as dbt names it (Prefect says WARNING where dbt says warn)."""
     level = str(get_current_settings().logging.level).upper()
-    return _DBT_LEVELS.get(level, EventLevel.INFO)
+    return _DBT_LEVELS.get(level, "info")
 
 
 def summarise(command: str, results: list) -> DbtOutcome:

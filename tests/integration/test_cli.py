@@ -93,6 +93,6 @@ def test_demo_runs_end_to_end_on_a_fresh_machine():
     # A newcomer reads a traceback, an ERROR or prefect-dbt's unnamed task lines as "broken".
     for noise in ("Traceback", "ERROR", "Task run None", "Task run 'dbt-"):
         assert noise not in output, output[-3000:]
-    assert result.stdout.rstrip().splitlines()[-1].startswith("next: the run, its logs and each dbt node")
+    assert result.stdout.rstrip().splitlines()[-1].startswith("next: the run, its steps and dbt's log")
     assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()
     shutil.rmtree(tmp_path, ignore_errors=True)

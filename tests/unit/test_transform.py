@@ -1,6 +1,5 @@
 from datetime import date
 
-from dbt_common.events.base_types import EventLevel
 from prefect.settings import PREFECT_LOGGING_LEVEL, temporary_settings
 
 from pipeline.transform import (
@@ -59,7 +58,7 @@ def test_describe_failures_names_each_failing_node_with_its_row_count_and_days()
 
 def test_dbt_log_level_maps_prefects_warning_to_dbts_warn():
     with temporary_settings({PREFECT_LOGGING_LEVEL: "WARNING"}):
-        assert dbt_log_level() == EventLevel.WARN
+        assert dbt_log_level() == "warn"
 
 
 def test_profile_env_passes_the_dsns_options_to_dbt_as_pgoptions():
