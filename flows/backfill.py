@@ -12,11 +12,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from blocks import resolve_settings
 from pipeline import quota
 from pipeline.backfill import Reprocess, plan_backfill
+from pipeline.errors import StepFailed, step
 from pipeline.locations import read_locations
 from pipeline.progress import BackfillProgress
 from pipeline.runs import send_run_notification, warehouse_dsn, window_data
 from pipeline.settings import Settings
-from pipeline.tasks import StepFailed, ingest_chunks, prepare_warehouse, read_ledger, step, transform_window
+from pipeline.tasks import ingest_chunks, prepare_warehouse, read_ledger, transform_window
 from pipeline.transform import ParsedProject
 from pipeline.window import Window, check_not_future
 

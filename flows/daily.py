@@ -8,6 +8,7 @@ from pydantic import SecretStr
 
 from blocks import resolve_settings
 from pipeline.backfill import revisit_window
+from pipeline.errors import step
 from pipeline.runs import (
     alert_incomplete_days,
     scheduled_logical_date,
@@ -16,7 +17,7 @@ from pipeline.runs import (
     window_data,
 )
 from pipeline.settings import Settings
-from pipeline.tasks import ingest_window, list_incomplete_days, prepare_warehouse, read_ledger, step, transform_window
+from pipeline.tasks import ingest_window, list_incomplete_days, prepare_warehouse, read_ledger, transform_window
 from pipeline.transform import ParsedProject
 from pipeline.window import Window, check_not_future, daily_window
 

@@ -1,6 +1,6 @@
 """Report a flow run the server saw crash: one signed `pipeline.run.failed` per run, started by an automation."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from uuid import UUID
 
 from prefect import flow, get_client
@@ -10,6 +10,7 @@ from prefect.logging import get_run_logger
 from blocks import resolve_settings
 from pipeline import alerts, notify, outbox, warehouse
 from pipeline.runs import run_link, warehouse_dsn
+from pipeline.window import logical_date_for
 
 
 @flow(name="report-run", timeout_seconds=600)
@@ -46,7 +47,7 @@ def report_run(flow_run_id: str, kind: str = "crashed") -> dict:
 
 
 def run_logical_date(run: FlowRun) -> date:
-    """The run's `logical_date` parameter, else the day before it was expected to start (as scheduled runs do)."""
+    """The run's `logical_date` parameter, else the UTC day before it was expected to start (as scheduled runs do)."""
     if run.parameters.get("logical_date"):
         return date.fromisoformat(str(run.parameters["logical_date"]))
-    return (run.expected_start_time - timedelta(days=1)).date()
+    return logical_date_for(datetime.fromisoformat(run.expected_start_time.isoformat()))

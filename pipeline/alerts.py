@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import psycopg
 
-from pipeline.load import SOURCE
+from pipeline.ledger import SOURCE
 from pipeline.warehouse import query, table_exists
 
 

@@ -6,24 +6,11 @@ from datetime import date, timedelta
 from typing import Literal, NamedTuple
 
 from pipeline.extract import call_weight
+from pipeline.ledger import DayStatus
 from pipeline.window import Window, chunk
 
 Reprocess = Literal["missing", "failed", "incomplete", "all", "transform"]
 MODES: tuple[Reprocess, ...] = ("missing", "failed", "incomplete", "all", "transform")
-
-
-class DayStatus(NamedTuple):
-    """A day's ledger entry: last attempt's status, whether it ever loaded, whether dbt has seen it.
-
-    `locations` are those the day holds rows for; None for days loaded before the ledger
-    kept them (they held every location of the file then).
-    """
-
-    status: str
-    loaded: bool
-    transformed: bool
-    checksum: str | None = None
-    locations: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -153,17 +140,6 @@ def revisit_window(window: Window, ledger: Mapping[date, DayStatus]) -> Window:
     """
     incomplete = [day for day, entry in ledger.items() if entry.status == "incomplete" and day < window.first]
     return Window(min(incomplete), window.last) if incomplete else window
-
-
-def consecutive_runs(days: Iterable[date]) -> list[Window]:
-    """Sorted days grouped into windows of consecutive dates."""
-    runs: list[Window] = []
-    for day in sorted(days):
-        if runs and runs[-1].last + timedelta(days=1) == day:
-            runs[-1] = Window(runs[-1].first, day)
-        else:
-            runs.append(Window(day, day))
-    return runs
 
 
 class Gaps(NamedTuple):

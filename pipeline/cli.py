@@ -8,10 +8,11 @@ from datetime import UTC, date, datetime, timedelta
 # Prefect, the flows and numpy are imported by the commands that use them: `--help` and a
 # mistyped argument answer in a fraction of a second instead of after Prefect's ~3 s import.
 from pipeline import stack_cli, warehouse
-from pipeline.backfill import MODES, consecutive_runs, gaps
+from pipeline.backfill import MODES, gaps
+from pipeline.errors import first_line
 from pipeline.locations import read_locations
 from pipeline.settings import Settings
-from pipeline.window import Window, check_not_future, parse_day
+from pipeline.window import Window, check_not_future, consecutive_runs, parse_day
 
 # A fresh PREFECT_HOME takes ~24 s to migrate its first temporary server, past Prefect's 20 s default.
 EPHEMERAL_STARTUP_SECONDS = 180
@@ -122,7 +123,7 @@ def _finished(state, command: str) -> dict | None:
     if state.is_completed():
         return state.result()
     result = state.result(raise_on_failure=False)
-    reason = str(result).strip().splitlines()[0] if isinstance(result, BaseException) else str(state.message)
+    reason = first_line(result) if isinstance(result, BaseException) else str(state.message)
     if isinstance(result, TimeoutError) and state.message:  # "Flow run exceeded timeout of …", not "Scope …"
         reason = state.message
     print(f"pipeline {command} failed: {reason}", file=sys.stderr)
@@ -182,7 +183,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_gaps(args: argparse.Namespace) -> int:
-    from pipeline import load, outbox
+    from pipeline import ledger, outbox
     from pipeline.runs import warehouse_dsn
 
     settings = Settings()
@@ -192,7 +193,7 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     active = [location.location_id for location in read_locations(settings.locations_file)]
     dsn = warehouse_dsn(settings).get_secret_value()
     with warehouse.connect(dsn) as conn:
-        missing, failed, incomplete = gaps(expected, load.ledger_status(conn, expected), active)
+        missing, failed, incomplete = gaps(expected, ledger.status(conn, expected), active)
     outbox.flush(settings, dsn)
     print(f"checked {expected} ({len(expected)} logical dates, {len(active)} locations)")
     print(f"missing:    {_days(missing)}")

@@ -10,13 +10,12 @@ from functools import cache
 import numpy as np
 import psycopg
 
-from pipeline.backfill import DayStatus, consecutive_runs
+from pipeline import ledger
 from pipeline.extract import VARIABLES, Observations
 from pipeline.locations import Location
-from pipeline.warehouse import query, table_exists
-from pipeline.window import Window
+from pipeline.warehouse import query
+from pipeline.window import Window, consecutive_runs
 
-SOURCE = "open-meteo-archive"
 HOURS_PER_DAY = 24
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
@@ -81,7 +80,7 @@ def _pack_row(key: bytes, timestamp: int, values: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
-def day_checksums(window: Window, batches: Sequence[Observations]) -> list[DayLoad]:
+def day_loads(window: Window, batches: Sequence[Observations]) -> list[DayLoad]:
     """Per-day row counts and content checksums, independent of how locations were batched.
 
     The checksum covers the location ids and every value (NaN for null) in location and
@@ -131,13 +130,13 @@ def replace_window(
     `force` rewrites every day. A failure anywhere rolls back to the previous state.
     """
     check_complete(window, locations, batches)
-    loads = day_checksums(window, batches)
+    loads = day_loads(window, batches)
     with conn.transaction():
         # Only this transaction's commit is deferred; a crash loses it whole, never part of it.
         conn.execute("set local synchronous_commit = off")
         conn.execute(query("lock_days"), {"days": window.days})
         location_ids = [location.location_id for location in locations]
-        stored = {} if force else _stored_days(conn, window, location_ids)
+        stored = {} if force else ledger.stored_days(conn, window, location_ids)
         changed = [load.day for load in loads if stored.get(load.day) != (load.row_count, load.checksum)]
         for run in consecutive_runs(changed):
             conn.execute(query("delete_window"), {"start": run.start, "end": run.end, "locations": location_ids})
@@ -148,61 +147,10 @@ def replace_window(
                 for batch in batches:
                     copy.write(copy_buffer(batch, hours))
                 copy.write(_COPY_TRAILER)
-        conn.execute(
-            query("record_success"),
-            {
-                "source": SOURCE,
-                "days": [load.day for load in loads],
-                "checksums": [load.checksum for load in loads],
-                "start": window.start,
-                "end": window.end,
-                "flow_run_id": flow_run_id,
-            },
+        ledger.record_success(
+            conn, window, [load.day for load in loads], [load.checksum for load in loads], flow_run_id
         )
     return loads
-
-
-def _stored_days(conn: psycopg.Connection, window: Window, location_ids: list[str]) -> dict[date, tuple[int, str]]:
-    rows = conn.execute(query("stored_days"), {"source": SOURCE, "days": window.days, "locations": location_ids})
-    return {day: (row_count, checksum) for day, row_count, checksum in rows}
-
-
-def record_failure(
-    conn: psycopg.Connection, days: Sequence[date], error: str, flow_run_id: str | None, content_failed: bool = False
-) -> None:
-    """Record a failed attempt at `days`. A day that landed keeps its status (the attempt rolled back), unless
-    `content_failed`: its stored rows are what failed (a data test), so the day itself is failed."""
-    params = {"source": SOURCE, "days": list(days), "error": error[:2000], "flow_run_id": flow_run_id}
-    with conn.transaction():
-        conn.execute(query("record_failure"), params | {"content_failed": content_failed})
-
-
-def ledger_status(conn: psycopg.Connection, window: Window) -> dict:
-    """`{day: DayStatus}` for the days of `window` that the ledger knows (none before the first load)."""
-    if not table_exists(conn, "ops.load_ledger"):
-        return {}
-    rows = conn.execute(query("ledger_status"), {"source": SOURCE, "first_day": window.first, "last_day": window.last})
-    return {
-        day: DayStatus(status, loaded, transformed, checksum, None if held is None else frozenset(held))
-        for day, status, loaded, transformed, checksum, held in rows
-    }
-
-
-def incomplete_days(conn: psycopg.Connection, before: date) -> list[date]:
-    """Days before `before` whose values are still incomplete: past the revision horizon, the archive
-    will not fill them by itself, so someone should hear about it."""
-    if not table_exists(conn, "ops.load_ledger"):
-        return []
-    return [day for (day,) in conn.execute(query("incomplete_days"), {"source": SOURCE, "before": before})]
-
-
-def mark_transformed(conn: psycopg.Connection, window: Window, dbt_started_at: datetime) -> None:
-    """Record that the marts now reflect every load of `window` committed before dbt started."""
-    with conn.transaction():
-        conn.execute(
-            query("mark_transformed"),
-            {"source": SOURCE, "first_day": window.first, "last_day": window.last, "dbt_started_at": dbt_started_at},
-        )
 
 
 def replace_locations(conn: psycopg.Connection, locations: Sequence[Location]) -> int:

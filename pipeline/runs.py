@@ -15,8 +15,8 @@ from pydantic import SecretStr
 
 from blocks import resolve_settings
 from pipeline import alerts, embedded, heartbeat, notify, outbox, warehouse
+from pipeline.errors import StepFailed, first_line
 from pipeline.settings import Settings
-from pipeline.tasks import StepFailed
 from pipeline.window import Window, logical_date_for
 
 logger = logging.getLogger("pipeline.runs")
@@ -72,7 +72,7 @@ def notification_data(flow_run, result: object) -> dict:
     elif isinstance(result, BaseException):
         # A flow run past its timeout_seconds ends with a TimeoutError that no step caught.
         failed_step = "timeout" if isinstance(result, TimeoutError) else "start"
-        data |= {"window": None, "failed_step": failed_step, "error": str(result).strip().splitlines()[0][:500]}
+        data |= {"window": None, "failed_step": failed_step, "error": first_line(result)[:500]}
     elif isinstance(result, dict):
         data |= result
     return data

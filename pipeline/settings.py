@@ -61,7 +61,7 @@ class Settings(BaseSettings):
 
     lookback_days: int = 5
     # Days the archive may still fill in: a daily run re-fetches any incomplete day this
-    # recent; one still incomplete after that is listed by load.incomplete_days (and alerted).
+    # recent; one still incomplete after that is listed by ledger.incomplete_days (and alerted).
     revision_horizon_days: int = 10
     # Name of a Prefect global concurrency limit with slot decay (created by the deploy
     # step); empty disables rate limiting, e.g. for the local source server.
@@ -80,4 +80,3 @@ class Settings(BaseSettings):
     # Embedded Postgres data directory, used only when database_url is unset.
     data_dir: Path = PROJECT_ROOT / ".local"
     dbt_project_dir: Path = PROJECT_ROOT / "dbt_project"
-    ui_url: str | None = None

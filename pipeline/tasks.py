@@ -2,7 +2,6 @@
 
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import NamedTuple
@@ -16,7 +15,8 @@ from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
 from pydantic import SecretStr
 
-from pipeline import extract, load, quota, transform, warehouse
+from pipeline import extract, ledger, load, quota, transform, warehouse
+from pipeline.errors import StepFailed, step
 from pipeline.locations import Location, read_locations
 from pipeline.settings import Settings
 from pipeline.window import Window
@@ -35,28 +35,6 @@ class Ingested(NamedTuple):
     @property
     def rows(self) -> int:
         return sum(day.row_count for day in self.loads)
-
-
-class StepFailed(Exception):
-    """A step of the pipeline failed; later steps did not run."""
-
-    def __init__(self, step: str, window: Window | None, cause: BaseException):
-        self.step = step
-        self.window = window
-        self.cause = cause
-        where = f" for {window}" if window else ""
-        super().__init__(f"{step} failed{where}: {_first_line(cause)}")
-
-
-@contextmanager
-def step(name: str, window: Window | None = None) -> Iterator[None]:
-    """Name the step an exception escaped from, so the run's one-line reason says where it broke."""
-    try:
-        yield
-    except StepFailed:
-        raise
-    except Exception as exc:
-        raise StepFailed(name, window, exc) from exc
 
 
 def is_transient(task, task_run, state) -> bool:
@@ -147,7 +125,7 @@ def load_observations(
 def record_failed_days(dsn: SecretStr, window: Window, error: str, flow_run_id: str | None) -> None:
     """Mark the window's days failed in the ledger, so backfills can find them."""
     with warehouse.connect(dsn.get_secret_value()) as conn:
-        load.record_failure(conn, window.days, error, flow_run_id)
+        ledger.record_failure(conn, window.days, error, flow_run_id)
 
 
 @task(name="run-dbt", task_run_name="dbt-build", cache_policy=NO_CACHE)
@@ -248,14 +226,14 @@ def record_api_calls(
 def list_incomplete_days(dsn: SecretStr, before: date) -> list[date]:
     """Days still incomplete before `before` (the revision horizon): the archive will not fill them now."""
     with warehouse.connect(dsn.get_secret_value()) as conn:
-        return load.incomplete_days(conn, before)
+        return ledger.incomplete_days(conn, before)
 
 
 @task(name="read-ledger", cache_policy=NO_CACHE)
 def read_ledger(dsn: SecretStr, window: Window) -> dict:
     """The ledger's view of each day of `window` that has an entry."""
     with warehouse.connect(dsn.get_secret_value()) as conn:
-        return load.ledger_status(conn, window)
+        return ledger.status(conn, window)
 
 
 def transform_window(
@@ -286,18 +264,13 @@ def transform_window(
             # The days whose rows failed a test are marked failed, as a failed load would be:
             # `--reprocess failed` re-fetches them and `gaps` lists them.
             if days := transform.failing_days(failed.outcome):
-                load.record_failure(conn, days, str(failed), runtime.flow_run.id, content_failed=True)
+                ledger.record_failure(conn, days, str(failed), runtime.flow_run.id, content_failed=True)
             raise
         with step("publish", window):
             publish_window(dsn, window)
-        load.mark_transformed(conn, window, dbt_started_at)
+        ledger.mark_transformed(conn, window, dbt_started_at)
     return outcome
 
 
 def _say_waiting() -> None:
     get_run_logger().info("another run is transforming this warehouse; waiting for it to finish")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -15,9 +15,9 @@ import psycopg
 from prefect.settings import get_current_settings
 from psycopg import sql
 
-from pipeline.backfill import consecutive_runs
+from pipeline.errors import first_line
 from pipeline.warehouse import query
-from pipeline.window import Window
+from pipeline.window import Window, consecutive_runs
 
 # dbt is imported where it is used: importing it takes ~2.5 s, which `ParsedProject` spends in the
 # background while a run extracts and loads, and which commands without a build never pay.
@@ -196,7 +196,7 @@ def build(
             [*dbt_args(), *_project_args(project_dir)], log_level="none", use_colors=False
         )
     if result.exception is not None:
-        raise DbtCommandFailed(f"dbt {command} could not run: {_first_line(result.exception)}")
+        raise DbtCommandFailed(f"dbt {command} could not run: {first_line(result.exception)}")
     outcome = summarise(command, getattr(result.result, "results", None) or [])
     if not result.success:
         if outcome.failures:
@@ -252,7 +252,7 @@ def summarise(command: str, results: list) -> DbtOutcome:
                     name=node.name,
                     status=status,
                     failures=node_result.failures,
-                    message=_first_line(node_result.message or ""),
+                    message=first_line(node_result.message or ""),
                     relation=(node.schema, node.alias) if is_test and status == "fail" else None,
                 )
             )
@@ -291,8 +291,3 @@ def _describe(failure: NodeFailure) -> str:
         shown = ", ".join(str(run) for run in consecutive_runs(failure.days))
         what += f" on {shown}"
     return f"{failure.name} ({what})"
-
-
-def _first_line(value: object) -> str:
-    text = str(value).strip()
-    return text.splitlines()[0] if text else "no details"

@@ -1,12 +1,16 @@
 """Postgres access: connections, schema migrations and the SQL files that go with them."""
 
+import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 import psycopg
 from psycopg import sql
+
+from pipeline.errors import first_line
 
 MIGRATIONS_LOCK = "ops.schema_migrations"
 
@@ -31,7 +35,7 @@ def connect(dsn: str, **kwargs) -> psycopg.Connection:
     try:
         return psycopg.connect(dsn, connect_timeout=10, application_name="weather-pipeline", **kwargs)
     except psycopg.OperationalError as exc:
-        raise WarehouseError(f"cannot connect to the warehouse at {redact_dsn(dsn)}: {_first_line(exc)}") from None
+        raise WarehouseError(f"cannot connect to the warehouse at {redact_dsn(dsn)}: {first_line(exc)}") from None
 
 
 def with_timeouts(dsn: str, lock_timeout: float, statement_timeout: float) -> str:
@@ -63,8 +67,15 @@ def redact_dsn(dsn: str) -> str:
     return f"{info.get('user') or ''}@{host}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
 
 
-def migrate(conn: psycopg.Connection) -> list[str]:
-    """Apply the versioned files in `sql/migrations/` that this database has not seen; returns them."""
+def migrate(conn: psycopg.Connection, folder: Traversable | None = None) -> list[str]:
+    """Apply the versioned files in `sql/migrations/` that this database has not seen; returns them.
+
+    Each applied file's SHA-256 is kept beside its version: a migration edited after it was
+    applied would otherwise be silently skipped, leaving this database unlike a new one. An
+    edit is refused (WarehouseError) before anything is applied; change the schema with a
+    new file instead. Databases migrated before checksums were kept record them on first sight.
+    """
+    folder = folder or resources.files("pipeline").joinpath("sql", "migrations")
     applied = []
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", [MIGRATIONS_LOCK])
@@ -73,15 +84,26 @@ def migrate(conn: psycopg.Connection) -> list[str]:
             "create table if not exists ops.schema_migrations"
             " (version text primary key, applied_at timestamptz not null default now())"
         )
-        done = {row[0] for row in conn.execute("select version from ops.schema_migrations")}
-        folder = resources.files("pipeline").joinpath("sql", "migrations")
-        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        conn.execute("alter table ops.schema_migrations add column if not exists checksum text")
+        done = dict(conn.execute("select version, checksum from ops.schema_migrations").fetchall())
+        files = sorted((entry for entry in folder.iterdir() if entry.name.endswith(".sql")), key=lambda e: e.name)
+        for entry in files:
             version = entry.name.removesuffix(".sql")
-            if not entry.name.endswith(".sql") or version in done:
-                continue
-            conn.execute(entry.read_text(encoding="utf-8"))  # type: ignore[arg-type]  # shipped with the package
-            conn.execute("insert into ops.schema_migrations (version) values (%s)", [version])
-            applied.append(version)
+            text = entry.read_text(encoding="utf-8")
+            checksum = hashlib.sha256(text.encode()).hexdigest()
+            if version not in done:
+                conn.execute(text)  # type: ignore[arg-type]  # shipped with the package
+                conn.execute(
+                    "insert into ops.schema_migrations (version, checksum) values (%s, %s)", [version, checksum]
+                )
+                applied.append(version)
+            elif done[version] is None:
+                conn.execute("update ops.schema_migrations set checksum = %s where version = %s", [checksum, version])
+            elif done[version] != checksum:
+                raise WarehouseError(
+                    f"migration {entry.name} was edited after this database applied it (checksum {done[version][:12]}"
+                    f" there, {checksum[:12]} in the file); put schema changes in a new migration file"
+                )
     return applied
 
 
@@ -126,11 +148,6 @@ def _holder(conn: psycopg.Connection, name: str) -> str:
         return "held by another session"
     pid, application, state = row
     return f"held by Postgres pid {pid} ({application or 'no application name'}, {state})"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def day_checksums(conn: psycopg.Connection, table: str) -> dict:

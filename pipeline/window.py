@@ -1,6 +1,7 @@
 """Which UTC days a run processes: its logical date and window."""
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -79,3 +80,14 @@ def chunk(window: Window, max_days: int) -> list[Window]:
         raise ValueError(f"max_days must be >= 1, got {max_days}")
     days = window.days
     return [Window(days[i], days[min(i + max_days, len(days)) - 1]) for i in range(0, len(days), max_days)]
+
+
+def consecutive_runs(days: Iterable[date]) -> list[Window]:
+    """Sorted days grouped into windows of consecutive dates."""
+    runs: list[Window] = []
+    for day in sorted(days):
+        if runs and runs[-1].last + timedelta(days=1) == day:
+            runs[-1] = Window(runs[-1].first, day)
+        else:
+            runs.append(Window(day, day))
+    return runs

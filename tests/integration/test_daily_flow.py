@@ -15,9 +15,10 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.concurrency.sync import rate_limit
 
 from flows.daily import daily_weather
-from pipeline import load, warehouse
+from pipeline import warehouse
 from pipeline.cli import main
 from pipeline.extract import VARIABLES
+from pipeline.ledger import incomplete_days
 from pipeline.locations import read_locations
 from pipeline.settings import PROJECT_ROOT
 from pipeline.source_server import FaultPlan
@@ -363,7 +364,7 @@ def test_an_incomplete_day_is_refetched_while_inside_the_revision_horizon(pipeli
     monkeypatch.setenv("PIPELINE_REVISION_HORIZON_DAYS", "2")
     assert run(DAY + timedelta(days=3)).is_completed()
     assert db.execute(ledger, [DAY]).fetchone()[0] == "incomplete"
-    assert load.incomplete_days(db, DAY + timedelta(days=1)) == [DAY]
+    assert incomplete_days(db, DAY + timedelta(days=1)) == [DAY]
 
     # With the default horizon (10 days) the daily run re-fetches it on its own.
     monkeypatch.delenv("PIPELINE_REVISION_HORIZON_DAYS")
@@ -375,4 +376,4 @@ def test_an_incomplete_day_is_refetched_while_inside_the_revision_horizon(pipeli
     assert db.execute(
         "select min(hours_observed) from marts.fct_daily_weather where weather_date = %s", [DAY]
     ).fetchone() == (24,)
-    assert load.incomplete_days(db, DAY + timedelta(days=5)) == []
+    assert incomplete_days(db, DAY + timedelta(days=5)) == []

@@ -56,12 +56,12 @@ def test_replace_window_stores_every_value_and_null(conn):
 
 
 def test_day_checksums_do_not_depend_on_batching_or_window_shape(conn):
-    whole = load.day_checksums(WINDOW, [observations(LOCATIONS)])
-    batched = load.day_checksums(WINDOW, [observations(LOCATIONS[:2]), _slice(observations(LOCATIONS), 2)])
+    whole = load.day_loads(WINDOW, [observations(LOCATIONS)])
+    batched = load.day_loads(WINDOW, [observations(LOCATIONS[:2]), _slice(observations(LOCATIONS), 2)])
     one_day = Window(date(2024, 3, 10), date(2024, 3, 10))
     second_day = Observations(one_day, whole_ids(), observations(LOCATIONS).values[:, 24:, :])
     assert batched == whole
-    assert load.day_checksums(one_day, [second_day]) == whole[1:]
+    assert load.day_loads(one_day, [second_day]) == whole[1:]
 
 
 def whole_ids():
@@ -116,6 +116,23 @@ def test_migrate_is_idempotent(conn):
     assert warehouse.migrate(conn) == []
 
 
+def test_an_applied_migration_that_was_edited_is_refused_and_nothing_more_is_applied(db, tmp_path):
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "001_first.sql").write_text("create table ops.first (id int);")
+    assert warehouse.migrate(db, folder) == ["001_first"]
+    # A database migrated before checksums were kept records them the first time it sees them.
+    db.execute("update ops.schema_migrations set checksum = null")
+    assert warehouse.migrate(db, folder) == []
+    assert db.execute("select checksum from ops.schema_migrations").fetchone()[0] is not None
+
+    (folder / "001_first.sql").write_text("create table ops.first (id bigint);")
+    (folder / "002_second.sql").write_text("create table ops.second (id int);")
+    with pytest.raises(warehouse.WarehouseError, match="migration 001_first.sql was edited after this database"):
+        warehouse.migrate(db, folder)
+    assert not warehouse.table_exists(db, "ops.second")
+
+
 def row_versions(conn) -> dict:
     """Each row's transaction id: it changes when a row is rewritten, even with the same values."""
     rows = conn.execute("select location_id, observed_at, xmin::text from raw.hourly_weather").fetchall()
@@ -135,7 +152,7 @@ def test_an_identical_reload_rewrites_only_the_days_that_changed(conn):
     first_day = {key for key in before if key[1] < datetime(2024, 3, 10, tzinfo=UTC)}
     assert {key: after[key] for key in first_day} == {key: before[key] for key in first_day}
     assert all(after[key] != before[key] for key in before.keys() - first_day)
-    assert [d.checksum for d in loads] == [d.checksum for d in load.day_checksums(WINDOW, [changed])]
+    assert [d.checksum for d in loads] == [d.checksum for d in load.day_loads(WINDOW, [changed])]
     ledger = conn.execute("select day, loaded_at from ops.load_ledger order by day").fetchall()
     assert ledger[0] == loaded_at[0] and ledger[1][1] > loaded_at[1][1]
     assert conn.execute("select count(*) from raw.hourly_weather").fetchone()[0] == 144

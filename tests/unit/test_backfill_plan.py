@@ -2,9 +2,10 @@ from datetime import date, timedelta
 
 import pytest
 
-from pipeline.backfill import DayStatus, consecutive_runs, gaps, plan_backfill, revisit_window
+from pipeline.backfill import gaps, plan_backfill, revisit_window
+from pipeline.ledger import DayStatus
 from pipeline.progress import progress_line
-from pipeline.window import Window
+from pipeline.window import Window, consecutive_runs
 
 JAN = Window(date(2024, 1, 1), date(2024, 1, 31))
 DONE = DayStatus("succeeded", loaded=True, transformed=True)
