@@ -43,7 +43,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Crashed
 from psycopg import sql
 
-from pipeline import notify, stack, warehouse
+from pipeline import deploy, notify, processes, stack, warehouse
 from pipeline.settings import Settings
 from pipeline.source_server import FaultPlan, SourceServer
 from pipeline.window import Window
@@ -146,9 +146,9 @@ class Drill:
         self.pg_ctl_path = Path(psutil.Process(self.postgres.get_pid()).exe()).with_name("pg_ctl")
         self.paths = stack.StackPaths(self.work / "stack")
         self.paths.prefect_home.mkdir(parents=True)
-        port = stack.free_port()
+        port = processes.free_port()
         self.api_url = f"http://127.0.0.1:{port}/api"
-        self.prefect = stack.start_process(
+        self.prefect = processes.start_process(
             "prefect-server",
             stack.server_command(port),
             # The drill creates its runs itself: a real scheduled run, due meanwhile, would not compare.
@@ -158,14 +158,14 @@ class Drill:
         self.source = SourceServer().start()
         self.locations = self.work / "locations.csv"
         self.locations.write_text(locations_csv(self.size.locations), encoding="utf-8")
-        stack.wait_until(
+        processes.wait_until(
             lambda: stack.api_healthy(self.api_url), self.prefect, stack.SERVER_STARTUP_SECONDS, "the Prefect server"
         )
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.source.stop()
-        stack.stop_process(self.prefect)
+        processes.stop_process(self.prefect)
         self.pg_ctl("-w", "-m", "fast", "stop")
 
     def env(self, db: Warehouse, **overrides: str) -> dict[str, str]:
@@ -487,10 +487,10 @@ class Drill:
         settings = Settings(database_url=db.dsn, source_url=self.source.url, source_rate_limit="")
         env = self.env(db, PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1")
         with temporary_settings(updates={PREFECT_API_URL: self.api_url}), get_client(sync_client=True) as client:
-            stack.configure_server(settings, POOL, say=lambda _line: None)
+            deploy.configure_server(settings, POOL, say=lambda _line: None)
             deployment = client.read_deployment_by_name("backfill-weather/backfill")
             parameters = {"start_date": window.first.isoformat(), "end_date": window.last.isoformat()}
-            worker = stack.start_process("worker", stack.worker_command(POOL), env, self.work / "worker.log")
+            worker = processes.start_process("worker", stack.worker_command(POOL), env, self.work / "worker.log")
             try:
                 run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
                 ready = self.loading(db)
@@ -499,19 +499,19 @@ class Drill:
                         outcome.note = "the run finished before the kill point"
                         return
                     time.sleep(0.001)
-                stack.kill_tree(worker.pid)
+                processes.kill_tree(worker.pid)
                 outcome.runs += 1
                 outcome.faults += 1
                 # What the server does once the dead run's heartbeats stop (weather-crashed-runs).
                 client.set_flow_run_state(run.id, Crashed(message="worker killed by the drill"), force=True)
-                worker = stack.start_process("worker", stack.worker_command(POOL), env, self.work / "worker.log")
+                worker = processes.start_process("worker", stack.worker_command(POOL), env, self.work / "worker.log")
                 for _ in range(MAX_RUNS):
                     rerun = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
                     outcome.runs += 1
                     if wait_final(client, rerun.id).state.is_completed():
                         break
             finally:
-                stack.stop_process(worker)
+                processes.stop_process(worker)
         self.compare(db, window.days, outcome)
 
     def concurrent(self, outcome: Outcome) -> None:
@@ -520,9 +520,9 @@ class Drill:
         db = self.database("drill_scenario")
         day = window.last
         commands = [["run", "--date", day.isoformat()]] * 2 + [backfill_args(window)]
-        processes = [self.spawn(db, args) for args in commands]
+        spawned = [self.spawn(db, args) for args in commands]
         failed = []
-        for args, process in zip(commands, processes, strict=True):
+        for args, process in zip(commands, spawned, strict=True):
             output, _ = process.communicate()
             outcome.runs += 1
             if process.returncode != 0:
@@ -607,7 +607,7 @@ class Drill:
         window = self.size.range
         db = self.database("drill_scenario")
         receiver = Receiver()
-        closed = stack.free_port()
+        closed = processes.free_port()
         env = {"PIPELINE_WEBHOOK_URL": receiver.url, "PIPELINE_WEBHOOK_SECRET": receiver.secret}
         try:
             check = self.run(

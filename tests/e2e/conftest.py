@@ -18,7 +18,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from pipeline import stack
+from pipeline import deploy, processes, stack
 from pipeline.settings import Settings
 from pipeline.source_server import SourceServer
 
@@ -59,7 +59,7 @@ def locations_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="package")
 def prefect_api(stack_paths):
     """`prefect server start` on a free port, on SQLite in a fresh PREFECT_HOME; this process's client uses it."""
-    port = stack.free_port()
+    port = processes.free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     # A queued run asks for a slot again after this many seconds (default 30).
     env = stack.stack_env(stack_paths, api_url) | {
@@ -68,16 +68,18 @@ def prefect_api(stack_paths):
         # suite happens to run then, would load today's window into the tests' warehouse.
         "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
     }
-    server = stack.start_process("server", stack.server_command(port), env, stack_paths.logs / "server.log")
+    server = processes.start_process("server", stack.server_command(port), env, stack_paths.logs / "server.log")
     try:
-        stack.wait_until(lambda: stack.api_healthy(api_url), server, stack.SERVER_STARTUP_SECONDS, "the Prefect server")
+        processes.wait_until(
+            lambda: stack.api_healthy(api_url), server, stack.SERVER_STARTUP_SECONDS, "the Prefect server"
+        )
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             yield api_url
             # Deliver this process's queued events (block loads emit some) while the server listens:
             # a later drain of every events worker, as prefect_test_harness does, would wait on it.
             EventsWorker.drain_all()
     finally:
-        stack.stop_process(server)
+        processes.stop_process(server)
 
 
 @pytest.fixture(scope="package")
@@ -86,7 +88,7 @@ def configured(prefect_api, database_url, source) -> list[str]:
     # The default rate limit stays on: runs take their slots from a real global concurrency limit.
     settings = Settings(database_url=database_url, source_url=source.url)
     said: list[str] = []
-    stack.configure_server(settings, POOL, project_dir=CHECKOUT, say=said.append)
+    deploy.configure_server(settings, POOL, project_dir=CHECKOUT, say=said.append)
     return said
 
 
@@ -119,19 +121,19 @@ class Worker:
         }
         self.python, self.cwd, self.name = python, cwd, name
         self.log = paths.logs / f"{name}.log"
-        self.process: stack.Process | None = None
+        self.process: processes.Process | None = None
 
     def start(self) -> None:
         command = stack.worker_command(POOL, self.python)
-        self.process = stack.start_process(self.name, command, self.env, self.log, cwd=self.cwd)
+        self.process = processes.start_process(self.name, command, self.env, self.log, cwd=self.cwd)
 
     def kill(self) -> None:
         """SIGKILL the worker and every process under it, as the OOM killer or a lost VM would."""
-        stack.kill_tree(self.process.pid)
+        processes.kill_tree(self.process.pid)
 
     def stop(self) -> None:
         if self.process is not None:
-            stack.stop_process(self.process)
+            processes.stop_process(self.process)
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])

@@ -14,8 +14,8 @@ from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
 
 from flows.backfill import backfill_weather
+from pipeline.deploy import QUEUES, automation_specs, with_deployment_ids
 from pipeline.settings import Settings
-from pipeline.stack import QUEUES, automation_specs, with_deployment_ids
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 DEPLOYMENTS = CHECKOUT / "deployments"
