@@ -15,11 +15,14 @@ from pipeline.backfill import Reprocess, plan_backfill
 from pipeline.errors import StepFailed, step
 from pipeline.locations import read_locations
 from pipeline.progress import BackfillProgress
-from pipeline.runs import send_run_notification, warehouse_dsn, window_data
+from pipeline.runs import run_notifier, warehouse_dsn
 from pipeline.settings import Settings
+from pipeline.summary import RunSummary, TestCounts, WindowSummary
 from pipeline.tasks import ingest_chunks, prepare_warehouse, read_ledger, transform_window
 from pipeline.transform import ParsedProject
 from pipeline.window import Window, check_not_future
+
+notify_backfill = run_notifier("backfill")
 
 
 @flow(
@@ -30,10 +33,12 @@ from pipeline.window import Window, check_not_future
     task_runner=ThreadPoolTaskRunner(max_workers=16),
     # The default of PIPELINE_BACKFILL_TIMEOUT_SECONDS; `pipeline backfill` applies the setting.
     timeout_seconds=Settings.model_fields["backfill_timeout_seconds"].default,
-    on_completion=[send_run_notification],
-    on_failure=[send_run_notification],
+    on_completion=[notify_backfill],
+    on_failure=[notify_backfill],
 )
-def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "missing", dry_run: bool = False) -> dict:
+def backfill_weather(
+    start_date: date, end_date: date, reprocess: Reprocess = "missing", dry_run: bool = False
+) -> RunSummary:
     """Load the days (and locations) of [start_date, end_date] that the ledger says need it, then build,
     test and publish them with one dbt build."""
     settings = resolve_settings()
@@ -64,16 +69,16 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
         admission = quota.admit(costs, used, limits, now)
         chunks = plan.chunks[: admission.chunks]
     get_run_logger().info(description)
-    summary = {
+    planned = {
         "kind": "backfill",
-        "window": window_data(window),
+        "window": WindowSummary.of(window),
         "reprocess": reprocess,
         "plan": description,
         "days_planned": len(plan.load_days),
         "api_calls": plan.api_calls(len(locations), settings.locations_per_request),
     }
     if dry_run:
-        return summary | {"dry_run": True}
+        return RunSummary(**planned, dry_run=True)
 
     # dbt is imported and the project parsed in the background while the chunks load.
     parsed = ParsedProject(dsn.get_secret_value(), settings.dbt_project_dir) if plan.dbt_window else None
@@ -112,26 +117,30 @@ def backfill_weather(start_date: date, end_date: date, reprocess: Reprocess = "m
             if plan.dbt_window
             else None
         )
-    summary |= {
-        "seconds": {
+    summary = RunSummary(
+        **planned,
+        seconds={
             "ingest": round(ingest_seconds, 3),
             "dbt": round(time.perf_counter() - progress_started - ingest_seconds, 3),
         },
-        "rows_loaded": progress.rows,
-        "days_loaded": sum(len(chunk) for chunk in chunks),
-        "stopped": quota.stopped_message(admission) if admission and admission.spent else None,
-        "checksums_changed": changed,
-        "dbt_tests": {"counts": tests.counts, "failures": []} if tests else None,
-    }
+        rows_loaded=progress.rows,
+        days_loaded=sum(len(chunk) for chunk in chunks),
+        stopped=quota.stopped_message(admission) if admission and admission.spent else None,
+        checksums_changed=changed,
+        dbt_tests=TestCounts(counts=tests.counts, failures=[]) if tests else None,
+    )
     create_table_artifact([summary_row(summary)], key="backfill-summary", description=f"backfill {window}")
     return summary
 
 
-def summary_row(summary: dict) -> dict:
+def summary_row(summary: RunSummary) -> dict:
     """The backfill's outcome as one row of the summary table artifact."""
-    row = {key: summary[key] for key in ("reprocess", "days_planned", "rows_loaded", "checksums_changed", "api_calls")}
     return {
-        "window": f"{summary['window']['first_day']}..{summary['window']['last_day']}",
-        **row,
-        "dbt_tests": (summary["dbt_tests"] or {}).get("counts"),
+        "window": str(summary.window),
+        "reprocess": summary.reprocess,
+        "days_planned": summary.days_planned,
+        "rows_loaded": summary.rows_loaded,
+        "checksums_changed": summary.checksums_changed,
+        "api_calls": summary.api_calls,
+        "dbt_tests": summary.dbt_tests.counts if summary.dbt_tests else None,
     }

@@ -9,17 +9,14 @@ from pydantic import SecretStr
 from blocks import resolve_settings
 from pipeline.backfill import revisit_window
 from pipeline.errors import step
-from pipeline.runs import (
-    alert_incomplete_days,
-    scheduled_logical_date,
-    send_run_notification,
-    warehouse_dsn,
-    window_data,
-)
+from pipeline.runs import alert_incomplete_days, run_notifier, scheduled_logical_date, warehouse_dsn
 from pipeline.settings import Settings
+from pipeline.summary import RunSummary, TestCounts, WindowSummary
 from pipeline.tasks import ingest_window, list_incomplete_days, prepare_warehouse, read_ledger, transform_window
 from pipeline.transform import ParsedProject
 from pipeline.window import Window, check_not_future, daily_window
+
+notify_daily = run_notifier("daily")
 
 
 @flow(
@@ -27,10 +24,10 @@ from pipeline.window import Window, check_not_future, daily_window
     # The default of PIPELINE_DAILY_TIMEOUT_SECONDS: a deployment's flow is built at import,
     # before any setting is read; `pipeline run` applies the setting itself.
     timeout_seconds=Settings.model_fields["daily_timeout_seconds"].default,
-    on_completion=[send_run_notification],
-    on_failure=[send_run_notification],
+    on_completion=[notify_daily],
+    on_failure=[notify_daily],
 )
-def daily_weather(logical_date: date | None = None, lookback_days: int | None = None) -> dict:
+def daily_weather(logical_date: date | None = None, lookback_days: int | None = None) -> RunSummary:
     """Process logical date D (default: the day before the run's scheduled start), D's lookback, and
     any incomplete day inside the revision horizon."""
     settings = resolve_settings()
@@ -45,7 +42,7 @@ def daily_weather(logical_date: date | None = None, lookback_days: int | None = 
 
 def _process(
     settings: Settings, dsn: SecretStr, day: date, window: Window, horizon: date, parsed: ParsedProject
-) -> dict:
+) -> RunSummary:
     with step("prepare", window):
         locations = prepare_warehouse(dsn, settings.locations_file)
         if horizon < window.first:
@@ -57,16 +54,16 @@ def _process(
     ingested = ingest_window(settings, dsn, locations, window, runtime.flow_run.id)
     transform_started = time.perf_counter()
     built = transform_window(dsn, window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds, parsed)
-    return {
-        "kind": "daily",
-        "logical_date": day.isoformat(),
-        "window": window_data(window),
-        "rows_loaded": ingested.rows,
-        "seconds": {
+    return RunSummary(
+        kind="daily",
+        logical_date=day,
+        window=WindowSummary.of(window),
+        rows_loaded=ingested.rows,
+        seconds={
             "extract": round(ingested.extract_seconds, 3),
             "load": round(ingested.load_seconds, 3),
             "dbt": round(time.perf_counter() - transform_started, 3),
         },
-        "dbt_models": built.model_counts,
-        "dbt_tests": {"counts": built.counts, "failures": []},
-    }
+        dbt_models=built.model_counts,
+        dbt_tests=TestCounts(counts=built.counts, failures=[]),
+    )

@@ -4,6 +4,7 @@ import argparse
 import os
 import sys
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 # Prefect, the flows and numpy are imported by the commands that use them: `--help` and a
 # mistyped argument answer in a fraction of a second instead of after Prefect's ~3 s import.
@@ -13,6 +14,9 @@ from pipeline.errors import first_line
 from pipeline.locations import read_locations
 from pipeline.settings import Settings
 from pipeline.window import Window, check_not_future, consecutive_runs, parse_day
+
+if TYPE_CHECKING:
+    from pipeline.summary import RunSummary
 
 # A fresh PREFECT_HOME takes ~24 s to migrate its first temporary server, past Prefect's 20 s default.
 EPHEMERAL_STARTUP_SECONDS = 180
@@ -118,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_daily(args.date)
 
 
-def _finished(state, command: str) -> dict | None:
+def _finished(state, command: str) -> "RunSummary | None":
     """The flow's result, or None after printing the one-line reason it failed."""
     if state.is_completed():
         return state.result()
@@ -139,9 +143,8 @@ def _run_daily(day: date | None) -> int:
     if summary is None:
         return 1
     print(
-        f"pipeline run succeeded: logical date {summary['logical_date']}, window "
-        f"{summary['window']['first_day']}..{summary['window']['last_day']}, {summary['rows_loaded']} rows loaded, "
-        f"dbt tests {summary['dbt_tests']['counts']}; seconds: {summary['seconds']}"
+        f"pipeline run succeeded: logical date {summary.logical_date}, window {summary.window}, "
+        f"{summary.rows_loaded} rows loaded, dbt tests {summary.dbt_tests.counts}; seconds: {summary.seconds}"
     )
     return 0
 
@@ -166,18 +169,18 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     summary = _finished(state, "backfill")
     if summary is None:
         return 1
-    print(summary["plan"])
-    if not args.dry_run and summary["stopped"]:
+    print(summary.plan)
+    if not args.dry_run and summary.stopped:
         print(
-            f"pipeline backfill stopped: {summary['days_loaded']} of {summary['days_planned']} days loaded, "
-            f"{summary['rows_loaded']:,} rows; {summary['stopped']}"
+            f"pipeline backfill stopped: {summary.days_loaded} of {summary.days_planned} days loaded, "
+            f"{summary.rows_loaded:,} rows; {summary.stopped}"
         )
         return 3
     if not args.dry_run:
+        tests = summary.dbt_tests.counts if summary.dbt_tests else None
         print(
-            f"pipeline backfill succeeded: {summary['days_planned']} days loaded, {summary['rows_loaded']:,} rows, "
-            f"{summary['checksums_changed']} days changed, dbt tests {(summary['dbt_tests'] or {}).get('counts')}; "
-            f"seconds: {summary['seconds']}"
+            f"pipeline backfill succeeded: {summary.days_planned} days loaded, {summary.rows_loaded:,} rows, "
+            f"{summary.checksums_changed} days changed, dbt tests {tests}; seconds: {summary.seconds}"
         )
     return 0
 

@@ -1,14 +1,16 @@
 """What a flow run needs at start and says at the end: settings, warehouse, summary, notification."""
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 
-from prefect import get_client, runtime
+from prefect import Flow, get_client, runtime
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterDeploymentId,
     FlowRunFilterExpectedStartTime,
 )
+from prefect.client.schemas.objects import FlowRun, State
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_UI_URL
 from pydantic import SecretStr
@@ -17,7 +19,8 @@ from blocks import resolve_settings
 from pipeline import alerts, embedded, heartbeat, notify, outbox, warehouse
 from pipeline.errors import StepFailed, first_line
 from pipeline.settings import Settings
-from pipeline.window import Window, logical_date_for
+from pipeline.summary import Kind, RunSummary, WindowSummary
+from pipeline.window import logical_date_for
 
 logger = logging.getLogger("pipeline.runs")
 
@@ -43,17 +46,6 @@ def run_link(flow_run_id: str | None) -> str | None:
     return f"{ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}" if ui_url and flow_run_id else None
 
 
-def window_data(window: Window | None) -> dict | None:
-    if window is None:
-        return None
-    return {
-        "first_day": window.first.isoformat(),
-        "last_day": window.last.isoformat(),
-        "start": window.start.isoformat(),
-        "end": window.end.isoformat(),
-    }
-
-
 def notification_data(flow_run, result: object) -> dict:
     """The `data` of a run notification: run, window, rows, dbt counts, or the failed step."""
     data = {
@@ -62,7 +54,9 @@ def notification_data(flow_run, result: object) -> dict:
         "flow_run": {"id": str(flow_run.id), "name": flow_run.name, "url": run_link(str(flow_run.id))},
     }
     if isinstance(result, StepFailed):
-        data |= {"window": window_data(result.window), "failed_step": result.step, "error": str(result)}
+        window = WindowSummary.of(result.window)
+        data |= {"window": window.model_dump(mode="json") if window else None, "failed_step": result.step}
+        data["error"] = str(result)
         outcome = getattr(result.cause, "outcome", None)
         if outcome is not None:
             data["dbt_tests"] = {
@@ -73,8 +67,8 @@ def notification_data(flow_run, result: object) -> dict:
         # A flow run past its timeout_seconds ends with a TimeoutError that no step caught.
         failed_step = "timeout" if isinstance(result, TimeoutError) else "start"
         data |= {"window": None, "failed_step": failed_step, "error": first_line(result)[:500]}
-    elif isinstance(result, dict):
-        data |= result
+    elif isinstance(result, RunSummary):
+        data |= result.data()
     return data
 
 
@@ -83,8 +77,17 @@ def deployment_key() -> str:
     return f"{runtime.flow_run.flow_name}/{runtime.deployment.name or 'local'}"
 
 
-def send_run_notification(flow, flow_run, state) -> None:
-    """Flow state hook: report a finished run, once per (deployment, logical date) for failures.
+def run_notifier(kind: Kind) -> Callable[[Flow, FlowRun, State], None]:
+    """The state hook of the `kind` flow: `send_run_notification` for its runs."""
+
+    def notify_run(flow: Flow, flow_run: FlowRun, state: State) -> None:
+        send_run_notification(kind, flow, flow_run, state)
+
+    return notify_run
+
+
+def send_run_notification(kind: Kind, flow: Flow, flow_run: FlowRun, state: State) -> None:
+    """Report a finished run, once per (deployment, logical date) for failures.
 
     The message goes to the outbox in the transaction that claims (or closes) its alert, so a
     claim never exists without a message that later commands deliver until the receiver takes it.
@@ -92,7 +95,7 @@ def send_run_notification(flow, flow_run, state) -> None:
     settings = resolve_settings()
     result = state.result(raise_on_failure=False)
     failed = state.is_failed()
-    backfill = flow.name == "backfill-weather"
+    backfill = kind == "backfill"
     event_type = notify.RUN_FAILED if failed else notify.BACKFILL_COMPLETED if backfill else notify.RUN_SUCCEEDED
     data = notification_data(flow_run, result)
     if isinstance(result, TimeoutError) and state.message:  # "Flow run exceeded timeout of …", not "Scope …"
@@ -164,8 +167,8 @@ def publish(settings: Settings, event_type: str, data: dict, key: str) -> bool:
 def _logical_date(result: object) -> date | None:
     if isinstance(result, StepFailed) and result.window is not None:
         return result.window.last
-    if isinstance(result, dict) and result.get("logical_date"):
-        return date.fromisoformat(result["logical_date"])
+    if isinstance(result, RunSummary):
+        return result.logical_date
     return None
 
 

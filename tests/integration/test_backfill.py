@@ -53,9 +53,9 @@ def test_backfill_equals_the_same_days_loaded_by_daily_runs(pipeline_env, db, sm
     assert state_of(db) == (daily_raw, daily_mart)
     assert db.execute("select day, row_count, checksum from ops.load_ledger order by day").fetchall() == daily_ledger
     assert len(daily_raw) == DAYS and all(n == keys == LOCATION_COUNT * 24 for n, keys, _ in daily_raw.values())
-    assert summary["days_planned"] == DAYS
-    assert summary["rows_loaded"] == DAYS * 24 * LOCATION_COUNT
-    assert summary["dbt_tests"]["counts"]["pass"] > 0
+    assert summary.days_planned == DAYS
+    assert summary.rows_loaded == DAYS * 24 * LOCATION_COUNT
+    assert summary.dbt_tests.counts["pass"] > 0
 
 
 def test_rerunning_a_finished_backfill_makes_no_api_call_and_no_write(pipeline_env, db, source, small_chunks):
@@ -67,7 +67,7 @@ def test_rerunning_a_finished_backfill_makes_no_api_call_and_no_write(pipeline_e
     summary = backfill()
 
     assert source.requests == 0
-    assert summary["days_planned"] == 0 and summary["dbt_tests"] is None
+    assert summary.days_planned == 0 and summary.dbt_tests is None
     assert (state_of(db), db.execute("select * from ops.load_ledger order by day").fetchall()) == before
     assert db.execute("select max(_loaded_at) from raw.hourly_weather").fetchone() == loaded_at
 
@@ -77,11 +77,11 @@ def test_reprocess_failed_and_all_reload_what_they_say(pipeline_env, db, source,
     db.execute("update ops.load_ledger set status = 'failed' where day = %s", [START + timedelta(days=2)])
     source.reset_counters()
 
-    assert backfill(reprocess="missing")["days_planned"] == 0
-    assert backfill(reprocess="failed")["days_planned"] == 1
+    assert backfill(reprocess="missing").days_planned == 0
+    assert backfill(reprocess="failed").days_planned == 1
     assert source.requests == 3  # one day, 5 locations in requests of 2
     assert db.execute("select count(*) from ops.load_ledger where status = 'failed'").fetchone()[0] == 0
-    assert backfill(reprocess="all")["days_planned"] == DAYS
+    assert backfill(reprocess="all").days_planned == DAYS
 
 
 def test_transient_faults_during_a_backfill_give_the_clean_result(pipeline_env, db, source, small_chunks, monkeypatch):
@@ -127,7 +127,7 @@ def test_a_backfill_killed_mid_way_resumes_to_the_full_result(pipeline_env, db, 
 
     summary = backfill(start, end)
 
-    assert summary["days_planned"] < 20  # what was loaded before the kill is not fetched again
+    assert summary.days_planned < 20  # what was loaded before the kill is not fetched again
     resumed = state_of(db)
     assert sorted(resumed[0]) == [start + timedelta(days=n) for n in range(20)]
     assert all(n == keys == LOCATION_COUNT * 24 for n, keys, _ in resumed[0].values())
@@ -221,6 +221,6 @@ def test_reprocess_transform_rebuilds_and_publishes_the_range_without_calling_th
     summary = backfill(reprocess="transform")
 
     assert source.requests == 0
-    assert summary["days_planned"] == 0
-    assert summary["dbt_tests"]["counts"]["pass"] > 0
+    assert summary.days_planned == 0
+    assert summary.dbt_tests.counts["pass"] > 0
     assert state_of(db) == before

@@ -88,7 +88,7 @@ def test_daily_run_loads_every_hour_of_every_location_as_the_source_sent_it(pipe
         assert precipitation == pytest.approx(sum(answer["precipitation"]), abs=1e-9)
     ledger = db.execute("select day, status, row_count from ops.load_ledger").fetchall()
     assert ledger == [(DAY, "succeeded", LOCATION_COUNT * 24)]
-    assert state.result()["rows_loaded"] == LOCATION_COUNT * 24
+    assert state.result().rows_loaded == LOCATION_COUNT * 24
 
 
 def test_dbt_unit_tests_pass(pipeline_env, db, tmp_path):
@@ -371,7 +371,7 @@ def test_an_incomplete_day_is_refetched_while_inside_the_revision_horizon(pipeli
     state = run(DAY + timedelta(days=4))
 
     assert state.is_completed()
-    assert state.result()["window"]["first_day"] == str(DAY)
+    assert state.result().window.first_day == DAY
     assert db.execute(ledger, [DAY]).fetchone() == ("succeeded", LOCATION_COUNT * 24, LOCATION_COUNT * 24)
     assert db.execute(
         "select min(hours_observed) from marts.fct_daily_weather where weather_date = %s", [DAY]

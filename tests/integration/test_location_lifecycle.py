@@ -84,7 +84,7 @@ def test_a_location_added_later_is_a_gap_that_a_plain_backfill_fills_alone(
 
     summary = backfill(start, yesterday)
 
-    assert summary["days_planned"] == 4
+    assert summary.days_planned == 4
     assert source.requests == 1  # Sydney alone, the four days in one request
     assert db.execute("select count(*) from raw.hourly_weather where location_id = 'syd'").fetchone()[0] == 4 * 24
     # The other locations' rows were not rewritten.

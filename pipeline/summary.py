@@ -1,0 +1,69 @@
+"""What a flow run did, as one typed value: the flows return it; the state hook, the CLI and the artifacts read it."""
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer
+
+from pipeline.window import Window
+
+Kind = Literal["daily", "backfill"]
+# Notifications carry the window's bounds as Python writes them ("2024-03-09T00:00:00+00:00").
+IsoDatetime = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
+
+
+class WindowSummary(BaseModel):
+    """A window as UTC days and as the half-open interval of hours they cover."""
+
+    model_config = ConfigDict(frozen=True)
+
+    first_day: date
+    last_day: date
+    start: IsoDatetime
+    end: IsoDatetime
+
+    @classmethod
+    def of(cls, window: Window | None) -> "WindowSummary | None":
+        if window is None:
+            return None
+        return cls(first_day=window.first, last_day=window.last, start=window.start, end=window.end)
+
+    def __str__(self) -> str:
+        return f"{self.first_day}..{self.last_day}"
+
+
+class TestCounts(BaseModel):
+    """dbt's data tests by status (`pass`, `fail`, …); failures are named only when a run failed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    counts: dict[str, int]
+    failures: list[dict] = []
+
+
+class RunSummary(BaseModel):
+    """A finished run. Fields a kind of run does not report stay unset, and out of its notification."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Kind
+    window: WindowSummary
+    rows_loaded: int = 0
+    seconds: dict[str, float] = {}
+    dbt_tests: TestCounts | None = None
+    # The daily run.
+    logical_date: date | None = None
+    dbt_models: dict[str, int] | None = None
+    # A backfill.
+    reprocess: str | None = None
+    plan: str | None = None
+    days_planned: int | None = None
+    api_calls: int | None = None
+    dry_run: bool = False
+    days_loaded: int | None = None
+    stopped: str | None = None
+    checksums_changed: int | None = None
+
+    def data(self) -> dict:
+        """The summary as a notification's `data` carries it (JSON types, only the fields this run set)."""
+        return self.model_dump(mode="json", exclude_unset=True)
