@@ -1,10 +1,13 @@
+import io
 import subprocess
 import sys
 
 import pytest
+from rich.console import Console
 
 from pipeline import backfill
 from pipeline.cli import REPROCESS_MODES, main
+from pipeline.progress import terminal_bar
 
 COMMANDS = [
     [],
@@ -78,3 +81,16 @@ def test_cli_usage_errors_exit_2_with_one_line_naming_the_option(argv, message, 
     assert err[0].startswith(f"Usage: pipeline {argv[0] if argv[0] != 'frobnicate' else ''}".rstrip())
     assert err[-1].startswith("pipeline") and ": error: " in err[-1]
     assert message in err[-1]
+
+
+def test_terminal_bar_shows_days_rows_rate_and_eta():
+    out = io.StringIO()
+    bar = terminal_bar(Console(file=out, width=160, force_terminal=False))
+    task = bar.add_task("backfill", total=365, rows=0, rate=0.0)
+
+    bar.update(task, completed=120, rows=2_880_000, rate=240_000.0)
+    bar.console.print(bar.get_renderable())
+
+    text = out.getvalue()
+    assert "120/365 days | 2,880,000 rows | 240,000 rows/s | ETA" in text
+    assert text.startswith("backfill ")
