@@ -83,26 +83,28 @@ def backfill_weather(
     # dbt is imported and the project parsed in the background while the chunks load.
     parsed = ParsedProject(dsn.get_secret_value(), settings.dbt_project_dir) if plan.dbt_window else None
     with parsed or nullcontext():
-        progress = BackfillProgress(sum(len(chunk) for chunk in chunks))
-        progress_started = time.perf_counter()
-        failures: list[StepFailed] = []
-        changed = 0
-        # "all" means rewrite: it also repairs days whose rows no longer match their checksum.
-        outcomes = ingest_chunks(
-            settings,
-            dsn,
-            locations,
-            chunks,
-            runtime.flow_run.id,
-            reprocess == "all",
-            plan.chunk_locations[: len(chunks)],
-        )
-        for outcome in outcomes:
-            if isinstance(outcome, StepFailed):
-                failures.append(outcome)
-                continue
-            changed += sum(1 for day in outcome.loads if day.day in ledger and ledger[day.day].checksum != day.checksum)
-            progress.advance(len(outcome.loads), outcome.rows)
+        with BackfillProgress(sum(len(chunk) for chunk in chunks)) as progress:
+            progress_started = time.perf_counter()
+            failures: list[StepFailed] = []
+            changed = 0
+            # "all" means rewrite: it also repairs days whose rows no longer match their checksum.
+            outcomes = ingest_chunks(
+                settings,
+                dsn,
+                locations,
+                chunks,
+                runtime.flow_run.id,
+                reprocess == "all",
+                plan.chunk_locations[: len(chunks)],
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, StepFailed):
+                    failures.append(outcome)
+                    continue
+                changed += sum(
+                    1 for day in outcome.loads if day.day in ledger and ledger[day.day].checksum != day.checksum
+                )
+                progress.advance(len(outcome.loads), outcome.rows)
         if failures:
             raise StepFailed(
                 failures[0].step,

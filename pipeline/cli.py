@@ -1,37 +1,77 @@
 """The `pipeline` command: daily runs, backfills, gaps, a demo, and the local source server."""
 
-import argparse
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-# Prefect, the flows and numpy are imported by the commands that use them: `--help` and a
-# mistyped argument answer in a fraction of a second instead of after Prefect's ~3 s import.
-from pipeline import stack_cli, warehouse
-from pipeline.backfill import MODES, gaps
-from pipeline.errors import first_line
-from pipeline.locations import read_locations
-from pipeline.settings import Settings
-from pipeline.window import Window, check_not_future, consecutive_runs, parse_day
+import typer
+
+# Typer's own copy of Click: its usage errors are shown here, in argparse's form, not Typer's.
+from typer._click import exceptions as click_exceptions
+
+from pipeline import stack_cli
+from pipeline.window import check_not_future, parse_day
 
 if TYPE_CHECKING:
     from pipeline.summary import RunSummary
 
+# Prefect, the flows, numpy, psycopg and pydantic-settings are imported by the commands that use
+# them: `--help` and a mistyped argument answer in a fraction of a second instead of after
+# Prefect's ~3 s import, and a bad argument is refused before anything is touched.
+
 # A fresh PREFECT_HOME takes ~24 s to migrate its first temporary server, past Prefect's 20 s default.
 EPHEMERAL_STARTUP_SECONDS = 180
 
+# pipeline.backfill.MODES, spelled out so that `--help` does not import numpy (through
+# pipeline.extract); a unit test keeps the two equal.
+REPROCESS_MODES = ("missing", "failed", "incomplete", "all", "transform")
+
+app = typer.Typer(
+    name="pipeline",
+    help=__doc__,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+source_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(source_app, name="source", help="the local Open-Meteo-compatible API")
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "handler", None):
-        parser.print_help()
+    command = typer.main.get_command(app)
+    try:
+        return command.main(args=argv, prog_name="pipeline", standalone_mode=False)
+    except click_exceptions.NoArgsIsHelpError as exc:
+        print(exc.format_message())
         return 2
+    except click_exceptions.UsageError as exc:
+        # argparse's form, which scripts and the drill read: `pipeline run: error: argument --date: …`.
+        if exc.ctx is not None:
+            print(exc.ctx.get_usage(), file=sys.stderr)
+        prog = exc.ctx.command_path if exc.ctx is not None else "pipeline"
+        print(f"{prog}: error: {_usage_message(exc)}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    except click_exceptions.Abort:  # end of input at a prompt: the same as Ctrl-C
+        return 130
+
+
+def _usage_message(exc: click_exceptions.UsageError) -> str:
+    if isinstance(exc, click_exceptions.BadParameter) and not isinstance(exc, click_exceptions.MissingParameter):
+        if exc.param is not None and exc.param.opts:
+            return f"argument {max(exc.param.opts, key=len)}: {exc.message}"
+    return exc.format_message()
+
+
+def execute(command: Callable[[], int], quiet: bool = False) -> int:
+    """Run one command under the pipeline's Prefect settings; bad input ends in one line and exit 2."""
     # Nothing here may call home: this machine may have no internet at all.
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    if getattr(args, "quiet", False) and not args.verbose:
+    if quiet:
         # Prefect configures its logging on import: from then on only warnings reach the terminal,
         # while every line (dbt's node by node) still goes to the run's log on the server.
         os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "WARNING"
@@ -41,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         temporary_settings,
     )
 
+    from pipeline import warehouse
+
     with temporary_settings(
         updates={
             PREFECT_SERVER_ANALYTICS_ENABLED: False,
@@ -48,84 +90,128 @@ def main(argv: list[str] | None = None) -> int:
         }
     ):
         try:
-            return args.handler(args)
+            return command()
         except (ValueError, warehouse.WarehouseError) as exc:
             print(f"pipeline: {exc}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            return 130
 
 
 def _past_day(value: str) -> date:
     try:
-        # argparse prefixes the option's name: "argument --start: date '2024-02-30' is not …".
+        # The option's name is added when the error is shown: "argument --start: date '2024-02-30' is not …".
         return check_not_future(parse_day(value, "date"), datetime.now(UTC).date(), "date")
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise typer.BadParameter(str(exc)) from None
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pipeline", description=__doc__)
-    commands = parser.add_subparsers(title="commands")
-
-    run = commands.add_parser("run", help="run the daily flow for one logical date")
-    run.add_argument("--date", type=_past_day, help="logical date YYYY-MM-DD (default: yesterday, UTC)")
-    run.set_defaults(handler=cmd_run)
-
-    demo = commands.add_parser("demo", help="run the pipeline end to end on a local Postgres and source server")
-    demo.add_argument("--date", type=_past_day, help="logical date YYYY-MM-DD (default: yesterday, UTC)")
-    demo.add_argument("-v", "--verbose", action="store_true", help="show every log line (dbt's too) on the terminal")
-    demo.set_defaults(handler=cmd_demo, quiet=True)
-
-    backfill = commands.add_parser("backfill", help="load an inclusive range of logical dates")
-    backfill.add_argument("--start", required=True, type=_past_day, help="first logical date, YYYY-MM-DD")
-    backfill.add_argument("--end", required=True, type=_past_day, help="last logical date, YYYY-MM-DD")
-    backfill.add_argument(
-        "--reprocess",
-        choices=MODES,
-        default="missing",
-        help="missing: days never loaded, and locations a day lacks (default); failed: also days whose last "
-        "attempt failed; incomplete: also days with missing values; all: every day; transform: no download, "
-        "rebuild and publish every day with dbt",
-    )
-    backfill.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
-    backfill.add_argument("--yes", action="store_true", help="allow a range longer than PIPELINE_BACKFILL_MAX_DAYS")
-    backfill.set_defaults(handler=cmd_backfill)
-
-    gaps_command = commands.add_parser("gaps", help="days the daily schedule should have loaded but did not")
-    gaps_command.add_argument("--since", type=_past_day, help="first logical date to check (default: 30 days ago)")
-    gaps_command.set_defaults(handler=cmd_gaps)
-
-    freshness = commands.add_parser("check-freshness", help="alert once if a logical date missed its deadline")
-    freshness.add_argument("--date", type=_past_day, help="logical date (default: the latest past its deadline)")
-    freshness.set_defaults(handler=cmd_check_freshness)
-
-    alerts_command = commands.add_parser(
-        "alerts", help="deliver waiting notifications, then list those still undelivered (exit 1 if any)"
-    )
-    alerts_command.set_defaults(handler=cmd_alerts)
-
-    source = commands.add_parser("source", help="the local Open-Meteo-compatible API").add_subparsers()
-    serve = source.add_parser("serve", help="serve the archive API on this machine")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument(
-        "--faults", help="e.g. server_error=0.2,rate_limited=0.1,seed=7 (default: $PIPELINE_SOURCE_FAULTS)"
-    )
-    serve.set_defaults(handler=cmd_source_serve)
-
-    stack_cli.add_commands(commands)
-    return parser
+def _reprocess_mode(value: str) -> str:
+    if value not in REPROCESS_MODES:
+        choices = ", ".join(map(repr, REPROCESS_MODES))
+        raise typer.BadParameter(f"invalid choice: {value!r} (choose from {choices})")
+    return value
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    return _run_daily(args.date)
+def _day_option(help_text: str, *names: str) -> typer.models.OptionInfo:
+    return typer.Option(*names, parser=_past_day, metavar="YYYY-MM-DD", help=help_text, show_default=False)
+
+
+LogicalDate = Annotated[date | None, _day_option("logical date YYYY-MM-DD (default: yesterday, UTC)", "--date")]
+
+
+@app.command("run")
+def run_command(day: LogicalDate = None) -> int:
+    """run the daily flow for one logical date"""
+    return execute(lambda: _run_daily(day))
+
+
+@app.command("demo")
+def demo_command(
+    day: LogicalDate = None,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="show every log line (dbt's too) on the terminal")
+    ] = False,
+) -> int:
+    """run the pipeline end to end on a local Postgres and source server"""
+
+    def demo() -> int:
+        from pipeline import demo
+
+        return demo.run(day)
+
+    return execute(demo, quiet=not verbose)
+
+
+@app.command("backfill")
+def backfill_command(
+    start: Annotated[date, _day_option("first logical date, YYYY-MM-DD", "--start")],
+    end: Annotated[date, _day_option("last logical date, YYYY-MM-DD", "--end")],
+    reprocess: Annotated[
+        str,
+        typer.Option(
+            "--reprocess",
+            parser=_reprocess_mode,
+            metavar="{" + ",".join(REPROCESS_MODES) + "}",
+            help="missing: days never loaded, and locations a day lacks (default); failed: also days whose last "
+            "attempt failed; incomplete: also days with missing values; all: every day; transform: no download, "
+            "rebuild and publish every day with dbt",
+            show_default=False,
+        ),
+    ] = "missing",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan and change nothing")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="allow a range longer than PIPELINE_BACKFILL_MAX_DAYS")] = False,
+) -> int:
+    """load an inclusive range of logical dates"""
+    return execute(lambda: _backfill(start, end, reprocess, dry_run, yes))
+
+
+@app.command("gaps")
+def gaps_command(
+    since: Annotated[date | None, _day_option("first logical date to check (default: 30 days ago)", "--since")] = None,
+) -> int:
+    """days the daily schedule should have loaded but did not"""
+    return execute(lambda: _gaps(since))
+
+
+@app.command("check-freshness")
+def check_freshness_command(
+    day: Annotated[date | None, _day_option("logical date (default: the latest past its deadline)", "--date")] = None,
+) -> int:
+    """alert once if a logical date missed its deadline"""
+    return execute(lambda: _check_freshness(day))
+
+
+@app.command("alerts")
+def alerts_command() -> int:
+    """deliver waiting notifications, then list those still undelivered (exit 1 if any)"""
+    return execute(_alerts)
+
+
+@source_app.command("serve")
+def source_serve_command(
+    host: Annotated[str, typer.Option("--host", metavar="HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="PORT")] = 8080,
+    faults: Annotated[
+        str | None,
+        typer.Option(
+            "--faults",
+            metavar="FAULTS",
+            help="e.g. server_error=0.2,rate_limited=0.1,seed=7 (default: $PIPELINE_SOURCE_FAULTS)",
+        ),
+    ] = None,
+) -> int:
+    """serve the archive API on this machine"""
+    return execute(lambda: _source_serve(host, port, faults))
+
+
+stack_cli.add_commands(app, execute)
 
 
 def _finished(state, command: str) -> "RunSummary | None":
     """The flow's result, or None after printing the one-line reason it failed."""
     if state.is_completed():
         return state.result()
+    from pipeline.errors import first_line
+
     result = state.result(raise_on_failure=False)
     reason = first_line(result) if isinstance(result, BaseException) else str(state.message)
     if isinstance(result, TimeoutError) and state.message:  # "Flow run exceeded timeout of …", not "Scope …"
@@ -135,6 +221,9 @@ def _finished(state, command: str) -> "RunSummary | None":
 
 
 def _run_daily(day: date | None) -> int:
+    from pipeline.locations import read_locations
+    from pipeline.settings import Settings
+
     read_locations(Settings().locations_file)
     from flows.daily import daily_weather
 
@@ -149,14 +238,17 @@ def _run_daily(day: date | None) -> int:
     return 0
 
 
-def cmd_backfill(args: argparse.Namespace) -> int:
+def _backfill(start: date, end: date, reprocess: str, dry_run: bool, yes: bool) -> int:
+    from pipeline.locations import read_locations
+    from pipeline.settings import Settings
+
     settings = Settings()
-    if args.end < args.start:
-        raise ValueError(f"--end {args.end} is before --start {args.start}")
-    days = (args.end - args.start).days + 1
-    if days > settings.backfill_max_days and not args.yes:
+    if end < start:
+        raise ValueError(f"--end {end} is before --start {start}")
+    days = (end - start).days + 1
+    if days > settings.backfill_max_days and not yes:
         raise ValueError(
-            f"--start {args.start} --end {args.end} is {days} days, more than PIPELINE_BACKFILL_MAX_DAYS="
+            f"--start {start} --end {end} is {days} days, more than PIPELINE_BACKFILL_MAX_DAYS="
             f"{settings.backfill_max_days}: pass --yes if you mean it"
         )
     # Bad input is refused here, before a flow run exists, with the error alone and no traceback.
@@ -164,19 +256,19 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from flows.backfill import backfill_weather
 
     state = backfill_weather.with_options(timeout_seconds=settings.backfill_timeout_seconds)(
-        start_date=args.start, end_date=args.end, reprocess=args.reprocess, dry_run=args.dry_run, return_state=True
+        start_date=start, end_date=end, reprocess=reprocess, dry_run=dry_run, return_state=True
     )
     summary = _finished(state, "backfill")
     if summary is None:
         return 1
     print(summary.plan)
-    if not args.dry_run and summary.stopped:
+    if not dry_run and summary.stopped:
         print(
             f"pipeline backfill stopped: {summary.days_loaded} of {summary.days_planned} days loaded, "
             f"{summary.rows_loaded:,} rows; {summary.stopped}"
         )
         return 3
-    if not args.dry_run:
+    if not dry_run:
         tests = summary.dbt_tests.counts if summary.dbt_tests else None
         print(
             f"pipeline backfill succeeded: {summary.days_planned} days loaded, {summary.rows_loaded:,} rows, "
@@ -185,14 +277,17 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_gaps(args: argparse.Namespace) -> int:
-    from pipeline import ledger, outbox
+def _gaps(since: date | None) -> int:
+    from pipeline import ledger, outbox, warehouse
+    from pipeline.backfill import gaps
+    from pipeline.locations import read_locations
     from pipeline.runs import warehouse_dsn
+    from pipeline.settings import Settings
+    from pipeline.window import Window, consecutive_runs
 
     settings = Settings()
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
-    since = args.since or yesterday - timedelta(days=29)
-    expected = Window(since, yesterday)
+    expected = Window(since or yesterday - timedelta(days=29), yesterday)
     active = [location.location_id for location in read_locations(settings.locations_file)]
     dsn = warehouse_dsn(settings).get_secret_value()
     with warehouse.connect(dsn) as conn:
@@ -210,13 +305,14 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     return 1 if missing or failed or incomplete else 0
 
 
-def cmd_check_freshness(args: argparse.Namespace) -> int:
+def _check_freshness(day: date | None) -> int:
     # Not a flow run: the systemd timer must alert with no Prefect server or worker up.
     from pipeline import alerts, freshness
     from pipeline.runs import warehouse_dsn
+    from pipeline.settings import Settings
 
     settings = Settings()
-    day = args.date or alerts.due_logical_date(datetime.now(UTC), settings.deadline)
+    day = day or alerts.due_logical_date(datetime.now(UTC), settings.deadline)
     lookup = freshness.bounded_lookup(settings.prefect_api_timeout_seconds)
     dsn = warehouse_dsn(settings).get_secret_value()
     result = freshness.check(settings, dsn, day, freshness.DAILY_DEPLOYMENT, lookup)
@@ -228,9 +324,10 @@ def cmd_check_freshness(args: argparse.Namespace) -> int:
     return 1
 
 
-def cmd_alerts(args: argparse.Namespace) -> int:
-    from pipeline import outbox
+def _alerts() -> int:
+    from pipeline import outbox, warehouse
     from pipeline.runs import warehouse_dsn
+    from pipeline.settings import Settings
 
     settings = Settings()
     dsn = warehouse_dsn(settings).get_secret_value()
@@ -256,18 +353,14 @@ def _minute(moment: datetime) -> str:
 
 
 def _days(days: list[date]) -> str:
+    from pipeline.window import consecutive_runs
+
     return ", ".join(str(run) for run in consecutive_runs(days)) or "none"
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline import demo
-
-    return demo.run(args.date)
-
-
-def cmd_source_serve(args: argparse.Namespace) -> int:
+def _source_serve(host: str, port: int, faults: str | None) -> int:
     from pipeline import source_server
 
-    faults = source_server.FaultPlan.parse(args.faults) if args.faults else source_server.FaultPlan.from_env()
-    source_server.serve(args.host, args.port, faults)
+    plan = source_server.FaultPlan.parse(faults) if faults else source_server.FaultPlan.from_env()
+    source_server.serve(host, port, plan)
     return 0

@@ -1,42 +1,56 @@
 """`pipeline blocks apply`, `pipeline deploy`, `pipeline up` and `pipeline down`."""
 
-import argparse
 import sys
+from collections.abc import Callable
+from typing import Annotated
 
-from pipeline.settings import Settings
+import typer
 
-
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    """Register the stack's commands on the `pipeline` parser's subcommands."""
-    block_commands = commands.add_parser("blocks", help="the Prefect blocks deployments read").add_subparsers(
-        title="blocks commands"
-    )
-    apply = block_commands.add_parser(
-        "apply", help="register the block types and write the documents from the PIPELINE_* variables"
-    )
-    apply.set_defaults(handler=cmd_blocks_apply)
-
-    deploy = commands.add_parser(
-        "deploy",
-        help="prepare the server in PREFECT_API_URL: work pool, queues, rate limit, blocks, deployments, automations",
-    )
-    deploy.add_argument("--pool", help="work pool (default: $PREFECT_DEFAULT_WORK_POOL_NAME, else weather-pool)")
-    deploy.set_defaults(handler=cmd_deploy)
-
-    up = commands.add_parser("up", help="start a Prefect server and a process worker here, in the background")
-    up.add_argument("--port", type=int, default=4200, help="Prefect server port (default: 4200)")
-    up.add_argument("--pool", help="work pool (default: $PREFECT_DEFAULT_WORK_POOL_NAME, else weather-pool)")
-    up.add_argument(
-        "--local-source", action="store_true", help="also start the local Open-Meteo-compatible API and use it"
-    )
-    up.set_defaults(handler=cmd_up)
-
-    down = commands.add_parser("down", help="stop what `pipeline up` started")
-    down.set_defaults(handler=cmd_down)
+PoolOption = Annotated[
+    str | None,
+    typer.Option(
+        "--pool", metavar="POOL", help="work pool (default: $PREFECT_DEFAULT_WORK_POOL_NAME, else weather-pool)"
+    ),
+]
 
 
-def cmd_blocks_apply(args: argparse.Namespace) -> int:
+def add_commands(app: typer.Typer, execute: Callable[[Callable[[], int]], int]) -> None:
+    """Register the stack's commands on the `pipeline` command; `execute` runs each one."""
+    blocks = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
+    app.add_typer(blocks, name="blocks", help="the Prefect blocks deployments read")
+
+    @blocks.command("apply")
+    def blocks_apply_command() -> int:
+        """register the block types and write the documents from the PIPELINE_* variables"""
+        return execute(blocks_apply)
+
+    @app.command("deploy")
+    def deploy_command(pool: PoolOption = None) -> int:
+        """prepare the server in PREFECT_API_URL: work pool, queues, rate limit, blocks, deployments, automations"""
+        return execute(lambda: deploy(pool))
+
+    @app.command("up")
+    def up_command(
+        port: Annotated[
+            int, typer.Option("--port", metavar="PORT", help="Prefect server port (default: 4200)", show_default=False)
+        ] = 4200,
+        pool: PoolOption = None,
+        local_source: Annotated[
+            bool, typer.Option("--local-source", help="also start the local Open-Meteo-compatible API and use it")
+        ] = False,
+    ) -> int:
+        """start a Prefect server and a process worker here, in the background"""
+        return execute(lambda: up(port, pool, local_source))
+
+    @app.command("down")
+    def down_command() -> int:
+        """stop what `pipeline up` started"""
+        return execute(down)
+
+
+def blocks_apply() -> int:
     from blocks import apply_blocks
+    from pipeline.settings import Settings
 
     _require_api_url()
     for line in apply_blocks(Settings()):
@@ -44,20 +58,23 @@ def cmd_blocks_apply(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_deploy(args: argparse.Namespace) -> int:
-    from pipeline import deploy
+def deploy(pool: str | None) -> int:
+    from pipeline.deploy import configure_server, default_pool
+    from pipeline.settings import Settings
 
     _require_api_url()
-    return _report(lambda: deploy.configure_server(Settings(), args.pool or deploy.default_pool()))
+    return _report(lambda: configure_server(Settings(), pool or default_pool()))
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    from pipeline import deploy, stack
+def up(port: int, pool: str | None, local_source: bool) -> int:
+    from pipeline import stack
+    from pipeline.deploy import default_pool
+    from pipeline.settings import Settings
 
     settings = Settings()
 
     def start() -> None:
-        state = stack.up(settings, args.port, args.pool or deploy.default_pool(), args.local_source)
+        state = stack.up(settings, port, pool or default_pool(), local_source)
         print(f"\nPrefect UI: {state.ui_url}")
         print(f"Use it from a shell: export PREFECT_API_URL={state.api_url}")
         print("Stop everything: pipeline down")
@@ -65,8 +82,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     return _report(start)
 
 
-def cmd_down(args: argparse.Namespace) -> int:
+def down() -> int:
     from pipeline import stack
+    from pipeline.settings import Settings
 
     def stop() -> None:
         if not stack.down(Settings().data_dir):

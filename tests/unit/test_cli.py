@@ -1,0 +1,96 @@
+import io
+import subprocess
+import sys
+
+import pytest
+from rich.console import Console
+
+from pipeline import backfill
+from pipeline.cli import REPROCESS_MODES, main
+from pipeline.progress import terminal_bar
+
+COMMANDS = [
+    [],
+    ["run"],
+    ["demo"],
+    ["backfill"],
+    ["gaps"],
+    ["check-freshness"],
+    ["alerts"],
+    ["source"],
+    ["source", "serve"],
+    ["blocks"],
+    ["blocks", "apply"],
+    ["deploy"],
+    ["up"],
+    ["down"],
+]
+
+
+def test_cli_reprocess_choices_are_the_backfill_modes():
+    assert REPROCESS_MODES == backfill.MODES
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda command: " ".join(command) or "pipeline")
+def test_cli_help_works_on_every_command(command, capsys):
+    assert main([*command, "--help"]) == 0
+
+    assert capsys.readouterr().out.startswith(f"Usage: {' '.join(['pipeline', *command])} [OPTIONS]")
+
+
+def test_cli_help_imports_neither_prefect_nor_numpy_nor_the_flows():
+    script = (
+        "import sys; from pipeline.cli import main; main(['backfill', '--help']); "
+        "print(sorted(m for m in ('prefect', 'numpy', 'flows', 'psycopg') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_cli_without_a_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+
+    assert "backfill" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["run", "--date", "2024-02-30"],
+            "argument --date: date '2024-02-30' is not a valid date: expected YYYY-MM-DD",
+        ),
+        (["demo", "--date", "09/03/2024"], "argument --date: date '09/03/2024' is not a valid date"),
+        (["gaps", "--since", "2999-01-01"], "argument --since: date 2999-01-01 is not in the past"),
+        (["backfill", "--start", "2024-03-01"], "Missing option '--end'"),
+        (
+            ["backfill", "--start", "2024-03-01", "--end", "2024-03-02", "--reprocess", "some"],
+            "argument --reprocess: invalid choice: 'some' (choose from 'missing', 'failed'",
+        ),
+        (["source", "serve", "--port", "http"], "argument --port:"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+    ],
+)
+def test_cli_usage_errors_exit_2_with_one_line_naming_the_option(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"Usage: pipeline {argv[0] if argv[0] != 'frobnicate' else ''}".rstrip())
+    assert err[-1].startswith("pipeline") and ": error: " in err[-1]
+    assert message in err[-1]
+
+
+def test_terminal_bar_shows_days_rows_rate_and_eta():
+    out = io.StringIO()
+    bar = terminal_bar(Console(file=out, width=160, force_terminal=False))
+    task = bar.add_task("backfill", total=365, rows=0, rate=0.0)
+
+    bar.update(task, completed=120, rows=2_880_000, rate=240_000.0)
+    bar.console.print(bar.get_renderable())
+
+    text = out.getvalue()
+    assert "120/365 days | 2,880,000 rows | 240,000 rows/s | ETA" in text
+    assert text.startswith("backfill ")
