@@ -6,7 +6,6 @@ Package-scoped: started once for the tests in this folder and stopped before any
 import functools
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID
@@ -21,6 +20,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from pipeline import deploy, processes, stack
 from pipeline.settings import Settings
 from pipeline.source_server import SourceServer
+from tests.support import poll_until
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 POOL = "weather-pool"
@@ -140,15 +140,24 @@ class Worker:
 
     def wait_for(self, run_id: UUID, reached: Callable[[FlowRun], bool], what: str, timeout: float) -> FlowRun:
         """Poll the run until `reached(run)`; fail, quoting this worker's log, if it ends first or times out."""
-        deadline = time.monotonic() + timeout
+        last: list[FlowRun] = []
+
+        def check() -> FlowRun | None:
+            run = client.read_flow_run(run_id)
+            last[:] = [run]
+            if reached(run):
+                return run
+            if run.state is not None and run.state.is_final():
+                pytest.fail(f"run {run_id} is {run.state_name}, not {what}; worker log:\n{self.log_tail()}")
+            return None
+
         with get_client(sync_client=True) as client:
-            while True:
-                run = client.read_flow_run(run_id)
-                if reached(run):
-                    return run
-                if (run.state is not None and run.state.is_final()) or time.monotonic() > deadline:
-                    pytest.fail(f"run {run_id} is {run.state_name}, not {what}; worker log:\n{self.log_tail()}")
-                time.sleep(0.2)
+            return poll_until(
+                check,
+                timeout=timeout,
+                interval=0.2,
+                what=lambda: f"run {run_id} ({last[0].state_name}) to be {what}; worker log:\n{self.log_tail()}",
+            )
 
     def wait_for_final_state(self, run_id: UUID, timeout: float = RUN_TIMEOUT_SECONDS) -> FlowRun:
         return self.wait_for(run_id, lambda run: run.state is not None and run.state.is_final(), "final", timeout)

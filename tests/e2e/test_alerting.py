@@ -1,14 +1,9 @@
 """Alerting through a real server and worker: failures, crashes and missed deadlines reach a signed webhook."""
 
 import base64
-import hashlib
-import hmac
 import json
 import secrets
-import threading
-import time
 from datetime import UTC, date, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from uuid import UUID
 
 import pytest
@@ -19,6 +14,7 @@ from pydantic import SecretStr
 from blocks import WEBHOOK, NotificationWebhook
 from pipeline import notify
 from pipeline.source_server import FaultPlan
+from tests.support import WebhookReceiver, poll_until
 
 pytestmark = pytest.mark.e2e
 
@@ -31,43 +27,6 @@ RUN_TIMEOUT_SECONDS = 150
 DELIVERY_TIMEOUT_SECONDS = 60
 # Far ahead, so no worker ever picks the run up: only its state matters.
 NEVER = datetime(2100, 1, 1, tzinfo=UTC)
-
-
-class Receiver:
-    """A local webhook endpoint that records every request and answers 204."""
-
-    def __init__(self):
-        self.received: list[tuple[dict, bytes]] = []
-        self.secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["content-length"]))
-                received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(204)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/{secrets.token_hex(8)}"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def verify(secret: str, headers: dict, body: bytes) -> dict:
-    """What a Standard Webhooks consumer checks: the signature over id.timestamp.body."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
-    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-    assert expected in [s.split(",", 1)[1] for s in headers["webhook-signature"].split()]
-    return json.loads(body)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -83,33 +42,31 @@ def forget_alerting_days(warehouse):
 @pytest.fixture(scope="module")
 def receiver(configured):
     """A local webhook endpoint, written into the weather-webhook block that deployment runs read."""
-    receiver = Receiver()
-    NotificationWebhook(url=SecretStr(receiver.url), signing_key=SecretStr(receiver.secret)).save(
-        WEBHOOK, overwrite=True
-    )
-    yield receiver
-    # Later modules expect no weather-webhook document, as `pipeline deploy` left it.
-    NotificationWebhook.delete(WEBHOOK)
-    receiver.close()
+    with WebhookReceiver("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()) as receiver:
+        NotificationWebhook(url=SecretStr(receiver.url), signing_key=SecretStr(receiver.secret)).save(
+            WEBHOOK, overwrite=True
+        )
+        yield receiver
+        # Later modules expect no weather-webhook document, as `pipeline deploy` left it.
+        NotificationWebhook.delete(WEBHOOK)
 
 
 def events(receiver, event_type: str, **data) -> list[dict]:
     """The verified events of `event_type` whose data holds every item of `data`."""
     found = []
-    for headers, body in list(receiver.received):
-        event = verify(receiver.secret, headers, body)
+    for event in receiver.events():
         if event["type"] == event_type and data.items() <= event["data"].items():
             found.append(event)
     return found
 
 
 def wait_for_event(receiver, event_type: str, timeout: float = DELIVERY_TIMEOUT_SECONDS, **data) -> dict:
-    deadline = time.monotonic() + timeout
-    while not (found := events(receiver, event_type, **data)):
-        if time.monotonic() > deadline:
-            seen = [json.loads(body)["type"] for _, body in receiver.received]
-            pytest.fail(f"no {event_type} with {data} within {timeout} s; received {seen}")
-        time.sleep(0.5)
+    found = poll_until(
+        lambda: events(receiver, event_type, **data),
+        timeout=timeout,
+        interval=0.5,
+        what=lambda: f"{event_type} with {data}; received {[json.loads(d.body)['type'] for d in receiver.deliveries]}",
+    )
     return found[0]
 
 
@@ -127,11 +84,12 @@ def report_runs_for(flow_run_id: UUID) -> list:
 
 
 def wait_for_report_run(flow_run_id: UUID, worker, timeout: float = RUN_TIMEOUT_SECONDS):
-    deadline = time.monotonic() + timeout
-    while not (runs := report_runs_for(flow_run_id)):
-        if time.monotonic() > deadline:
-            pytest.fail(f"the crash automation started no report-run for {flow_run_id}:\n{worker.log_tail()}")
-        time.sleep(1)
+    runs = poll_until(
+        lambda: report_runs_for(flow_run_id),
+        timeout=timeout,
+        interval=1,
+        what=lambda: f"the crash automation to start a report-run for {flow_run_id}:\n{worker.log_tail()}",
+    )
     return worker.wait_for_final_state(runs[0].id)
 
 

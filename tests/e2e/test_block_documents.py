@@ -1,39 +1,23 @@
 """The block documents `pipeline deploy` writes, read back through a real Prefect server."""
 
 import base64
-import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from prefect.client.orchestration import get_client
 
 from blocks import SOURCE_API, WAREHOUSE, NotificationWebhook, SourceApi, WarehouseConnection, resolve_settings
 from pipeline import notify
+from tests.support import WebhookReceiver
 
 SIGNING_KEY = "whsec_" + base64.b64encode(b"e2e-test-signing-key-0123").decode()
 
 
 @pytest.fixture
 def receiver():
-    """A local endpoint that records the one notification it receives."""
-    received = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            received["headers"] = dict(self.headers)
-            received["body"] = self.rfile.read(int(self.headers["content-length"]))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook/T0K3N", received
-    server.shutdown()
+    """A local endpoint that verifies what it receives with the block's signing key."""
+    with WebhookReceiver(SIGNING_KEY) as receiver:
+        yield receiver
 
 
 def test_warehouse_document_connects_to_the_configured_database(configured, database_url):
@@ -69,9 +53,8 @@ def test_warehouse_document_secret_leaves_the_server_only_on_request(configured,
 
 
 def test_webhook_document_round_trip_signs_deliveries_with_its_key(configured, receiver):
-    url, received = receiver
     # Not weather-webhook: the runs of the other tests would notify this short-lived endpoint.
-    NotificationWebhook(url=url, signing_key=SIGNING_KEY).save("e2e-webhook", overwrite=True)
+    NotificationWebhook(url=receiver.url, signing_key=SIGNING_KEY).save("e2e-webhook", overwrite=True)
     try:
         block = NotificationWebhook.load("e2e-webhook")
         event = notify.build_event(notify.RUN_SUCCEEDED, {"rows_loaded": 72}, datetime.now(UTC))
@@ -79,10 +62,10 @@ def test_webhook_document_round_trip_signs_deliveries_with_its_key(configured, r
     finally:
         NotificationWebhook.delete("e2e-webhook")
 
-    headers = {name.lower(): value for name, value in received["headers"].items()}
-    expected = notify.sign(SIGNING_KEY, "msg_e2e", int(headers["webhook-timestamp"]), received["body"])
+    [delivery] = receiver.deliveries
     assert delivered
-    assert headers["webhook-signature"] == expected
+    assert delivery.verified() == event
+    assert delivery.headers["webhook-id"] == "msg_e2e"
 
 
 def test_resolve_settings_prefers_documents_and_keeps_the_environment_for_missing_ones(

@@ -4,7 +4,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.states import Crashed, Scheduled
 
 from pipeline import warehouse as wh
+from tests.support import poll_until
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 POOL = "weather-pool"
@@ -191,12 +191,13 @@ def test_daily_run_cut_short_by_a_killed_worker_converges_when_retried(reference
 
 
 def _wait_for_first_task_run(flow_run_id, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
-        while not client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))):
-            if time.monotonic() > deadline:
-                pytest.fail(f"run {flow_run_id} started no task in {timeout} s")
-            time.sleep(0.1)
+        poll_until(
+            lambda: client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))),
+            timeout=timeout,
+            interval=0.1,
+            what=f"run {flow_run_id} to start a task",
+        )
 
 
 def create_daily_run(scheduled_time: datetime, **parameters) -> FlowRun:
@@ -252,13 +253,14 @@ def create_backfill_run(start: date, end: date) -> FlowRun:
 
 def _wait_for_lock_waiter(conn, timeout: float = 60.0) -> None:
     """Until some session waits on an advisory lock: the backfill has reached its load."""
-    deadline = time.monotonic() + timeout
-    while not conn.execute(
-        "select exists (select from pg_locks where locktype = 'advisory' and not granted)"
-    ).fetchone()[0]:
-        if time.monotonic() > deadline:
-            pytest.fail(f"no load waited on the held day lock within {timeout} s")
-        time.sleep(0.2)
+    poll_until(
+        lambda: conn.execute(
+            "select exists (select from pg_locks where locktype = 'advisory' and not granted)"
+        ).fetchone()[0],
+        timeout=timeout,
+        interval=0.2,
+        what="a load to wait on the held day lock",
+    )
 
 
 def copy_checkout(source: Path, target: Path) -> None:

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from flows.daily import daily_weather
 from pipeline import warehouse
 from pipeline.cli import main
 from pipeline.source_server import FaultPlan
+from tests.support import poll_until
 
 START, END = date(2024, 2, 27), date(2024, 3, 1)  # across a leap day
 DAYS = 4
@@ -113,15 +113,24 @@ def test_a_backfill_killed_mid_way_resumes_to_the_full_result(pipeline_env, db, 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    loaded = 0
-    deadline = time.monotonic() + 180
-    while loaded < 3 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
+
+    def loaded_days() -> int:
         with psycopg.connect(pipeline_env, autocommit=True) as conn:
-            if conn.execute("select to_regclass('ops.load_ledger')").fetchone()[0]:
-                loaded = conn.execute("select count(*) from ops.load_ledger where status = 'succeeded'").fetchone()[0]
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+            if not conn.execute("select to_regclass('ops.load_ledger')").fetchone()[0]:
+                return 0
+            return conn.execute("select count(*) from ops.load_ledger where status = 'succeeded'").fetchone()[0]
+
+    try:
+        poll_until(
+            lambda: process.poll() is not None or loaded_days() >= 3,
+            timeout=180,
+            interval=0.2,
+            what="the backfill to load three days",
+        )
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    loaded = loaded_days()
     assert 3 <= loaded < 20, "the kill should land mid-way"
     source.faults = FaultPlan()
 

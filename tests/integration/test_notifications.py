@@ -1,17 +1,12 @@
 """Run notifications reach a real local HTTP receiver, signed per Standard Webhooks."""
 
 import base64
-import hashlib
-import hmac
 import json
 import os
 import secrets
 import subprocess
 import sys
-import threading
-import time
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -20,64 +15,21 @@ from pipeline import notify, outbox, warehouse
 from pipeline.cli import main
 from pipeline.settings import Settings
 from pipeline.source_server import FaultPlan
+from tests.support import WebhookReceiver
 
 DAY = date(2024, 3, 9)
-
-
-class Receiver:
-    """A webhook endpoint that records what it gets and can answer 5xx a number of times first."""
-
-    def __init__(self, port: int = 0, token: str | None = None):
-        self.received: list[tuple[dict, bytes]] = []
-        self.paths: list[str] = []
-        self.fail_first = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["content-length"]))
-                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                receiver.paths.append(self.path)
-                status = 503 if len(receiver.received) <= receiver.fail_first else 204
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.token = token or secrets.token_hex(8)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/{self.token}"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def verify(secret: str, headers: dict, body: bytes, tolerance: int = 300) -> dict:
-    """What a Standard Webhooks consumer checks: signature over id.timestamp.body, and a fresh timestamp."""
-    timestamp = int(headers["webhook-timestamp"])
-    assert abs(time.time() - timestamp) < tolerance
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    expected = hmac.new(key, f"{headers['webhook-id']}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    signatures = [s.split(",", 1)[1] for s in headers["webhook-signature"].split()]
-    assert base64.b64encode(expected).decode() in signatures
-    return json.loads(body)
-
-
-@pytest.fixture
-def receiver():
-    receiver = Receiver()
-    yield receiver
-    receiver.close()
 
 
 @pytest.fixture
 def webhook_secret():
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+@pytest.fixture
+def receiver(webhook_secret):
+    """The endpoint deliveries go to; it verifies each one on arrival against `webhook_secret`."""
+    with WebhookReceiver(webhook_secret) as receiver:
+        yield receiver
 
 
 @pytest.fixture
@@ -87,12 +39,12 @@ def notifying(pipeline_env, monkeypatch, receiver, webhook_secret):
     return receiver
 
 
-def test_a_successful_run_sends_a_signed_succeeded_notification(notifying, webhook_secret):
+def test_a_successful_run_sends_a_signed_succeeded_notification(notifying):
     state = daily_weather(logical_date=DAY, lookback_days=0, return_state=True)
 
     assert state.is_completed()
-    [(headers, body)] = notifying.received
-    event = verify(webhook_secret, headers, body)
+    [delivery] = notifying.deliveries
+    event = delivery.verified()
     assert event["type"] == "pipeline.run.succeeded"
     data = event["data"]
     assert data["flow_run"]["id"] == str(state.state_details.flow_run_id)
@@ -109,27 +61,26 @@ def test_a_failed_run_names_the_step_and_error_and_leaks_no_secret(
     state = daily_weather(logical_date=DAY, lookback_days=0, return_state=True)
 
     assert state.is_failed()
-    [(headers, body)] = notifying.received
-    event = verify(webhook_secret, headers, body)
+    [delivery] = notifying.deliveries
+    event = delivery.verified()
     assert event["type"] == "pipeline.run.failed"
     assert event["data"]["failed_step"] == "extract"
     assert "Daily API request limit exceeded" in event["data"]["error"]
     assert event["data"]["window"]["first_day"] == "2024-03-09"
-    produced = body.decode() + caplog.text + str(state.result(raise_on_failure=False))
+    produced = delivery.body.decode() + caplog.text + str(state.result(raise_on_failure=False))
     for secret in (webhook_secret, webhook_secret.removeprefix("whsec_"), notifying.token):
         assert secret not in produced
 
 
 def test_delivery_retries_5xx_with_the_same_webhook_id(receiver, webhook_secret):
-    receiver.fail_first = 2
+    receiver.fail_first(2)
     event = notify.build_event(notify.RUN_FAILED, {"x": 1}, datetime.now(UTC))
 
     delivered = notify.deliver(receiver.url, event, "msg_fixed", webhook_secret, attempts=3, backoff=0.01)
 
     assert delivered
-    assert [headers["webhook-id"] for headers, _ in receiver.received] == ["msg_fixed"] * 3
-    for headers, body in receiver.received:
-        verify(webhook_secret, headers, body)
+    assert [delivery.headers["webhook-id"] for delivery in receiver.deliveries] == ["msg_fixed"] * 3
+    receiver.events()  # every attempt verifies
 
 
 def test_a_receiver_that_is_down_does_not_change_the_run_state(pipeline_env, monkeypatch, receiver):
@@ -142,41 +93,41 @@ def test_a_receiver_that_is_down_does_not_change_the_run_state(pipeline_env, mon
     assert state.is_completed()
 
 
-def test_a_day_failing_twice_alerts_once(notifying, webhook_secret, source):
+def test_a_day_failing_twice_alerts_once(notifying, source):
     source.faults = FaultPlan(daily_limit=1.0)
 
     for _ in range(2):
         assert daily_weather(logical_date=DAY, lookback_days=0, return_state=True).is_failed()
 
-    assert [json.loads(body)["type"] for _, body in notifying.received] == ["pipeline.run.failed"]
+    assert [json.loads(delivery.body)["type"] for delivery in notifying.deliveries] == ["pipeline.run.failed"]
 
 
-def test_a_late_day_alerts_once_then_reports_recovery(notifying, webhook_secret, capsys):
+def test_a_late_day_alerts_once_then_reports_recovery(notifying, capsys):
     assert main(["check-freshness", "--date", str(DAY)]) == 1
     assert main(["check-freshness", "--date", str(DAY)]) == 1
     out = capsys.readouterr().out
     assert f"{DAY}: LATE (daily run: none); alert sent" in out
     assert f"{DAY}: LATE (daily run: none); already alerted" in out
 
-    [(headers, body)] = notifying.received
-    late = verify(webhook_secret, headers, body)
+    [delivery] = notifying.deliveries
+    late = delivery.verified()
     assert late["type"] == "pipeline.run.late"
     assert late["data"]["logical_date"] == str(DAY)
     assert late["data"]["deadline"] == "2024-03-10T07:00:00+00:00"
     assert late["data"]["run_state"] == "none"
 
     assert daily_weather(logical_date=DAY, lookback_days=0, return_state=True).is_completed()
-    recovered = verify(webhook_secret, *notifying.received[-1])
+    recovered = notifying.deliveries[-1].verified()
     assert recovered["type"] == "pipeline.run.succeeded"
     assert recovered["data"]["recovered"] == ["late"]
     assert main(["check-freshness", "--date", str(DAY)]) == 0
-    assert len(notifying.received) == 2
+    assert len(notifying.deliveries) == 2
 
 
 def test_a_failure_raised_while_the_receiver_is_down_arrives_once_signed_after_it_comes_back(
     notifying, webhook_secret, source, monkeypatch, db, capsys
 ):
-    port, token = notifying.server.server_port, notifying.token
+    port, token = notifying.port, notifying.token
     notifying.close()
     monkeypatch.setenv("PIPELINE_OUTBOX_RETRY_SECONDS", "0")
     source.faults = FaultPlan(daily_limit=1.0)
@@ -188,19 +139,16 @@ def test_a_failure_raised_while_the_receiver_is_down_arrives_once_signed_after_i
     ).fetchall()
     assert main(["alerts"]) == 1
     listed = capsys.readouterr().out
-    back = Receiver(port, token)
-    try:
+    with WebhookReceiver(webhook_secret, port, token) as back:
         assert main(["gaps", "--since", str(DAY)]) == 1  # any later command delivers what waits
         assert main(["alerts"]) == 0
         assert main(["gaps", "--since", str(DAY)]) == 1
-    finally:
-        back.close()
 
     assert attempts == 2 and delivered_at is None
     assert "pipeline.run.failed" in listed and "failed" in listed and "ConnectError" in listed
-    [(headers, body)] = back.received
-    event = verify(webhook_secret, headers, body)
-    assert headers["webhook-id"] == msg_id
+    [delivery] = back.deliveries
+    event = delivery.verified()
+    assert delivery.headers["webhook-id"] == msg_id
     assert event["type"] == "pipeline.run.failed"
     assert event["data"]["failed_step"] == "extract"
     [(delivered,)] = db.execute("select delivered_at is not null from ops.outbox").fetchall()
@@ -208,9 +156,7 @@ def test_a_failure_raised_while_the_receiver_is_down_arrives_once_signed_after_i
     assert token not in listed and webhook_secret not in listed
 
 
-def test_a_day_still_incomplete_past_the_revision_horizon_is_alerted_once(
-    notifying, webhook_secret, source, monkeypatch
-):
+def test_a_day_still_incomplete_past_the_revision_horizon_is_alerted_once(notifying, source, monkeypatch):
     # The archive has DAY only until noon, and never fills the afternoon in.
     source.faults = FaultPlan(available_until=datetime(DAY.year, DAY.month, DAY.day, 12, tzinfo=UTC))
     assert daily_weather(logical_date=DAY, lookback_days=0, return_state=True).is_completed()
@@ -221,32 +167,32 @@ def test_a_day_still_incomplete_past_the_revision_horizon_is_alerted_once(
         state = daily_weather(logical_date=DAY + timedelta(days=later), lookback_days=0, return_state=True)
         assert state.is_completed()
 
-    sent = [(headers, body) for headers, body in notifying.received if b"pipeline.day.incomplete" in body]
-    [(headers, body)] = sent
-    event = verify(webhook_secret, headers, body)
+    sent = [delivery for delivery in notifying.deliveries if b"pipeline.day.incomplete" in delivery.body]
+    [delivery] = sent
+    event = delivery.verified()
     assert event["type"] == "pipeline.day.incomplete"
     assert event["data"]["logical_date"] == "2024-03-09"
     assert event["data"]["command"] == "pipeline backfill --start 2024-03-09 --end 2024-03-09 --reprocess incomplete"
 
 
-def test_a_day_that_fails_again_after_recovering_is_a_new_alert(notifying, webhook_secret, source):
+def test_a_day_that_fails_again_after_recovering_is_a_new_alert(notifying, source):
     for faults in (FaultPlan(daily_limit=1.0), FaultPlan(), FaultPlan(daily_limit=1.0)):
         source.faults = faults
         daily_weather(logical_date=DAY, lookback_days=0, return_state=True)
 
-    events = [verify(webhook_secret, headers, body) for headers, body in notifying.received]
+    events = notifying.events()
     assert [event["type"] for event in events] == [
         "pipeline.run.failed",
         "pipeline.run.succeeded",
         "pipeline.run.failed",
     ]
     assert events[1]["data"]["recovered"] == ["failed"]
-    assert len({headers["webhook-id"] for headers, _ in notifying.received}) == 3
+    assert len({delivery.headers["webhook-id"] for delivery in notifying.deliveries}) == 3
 
 
-def test_outbox_retries_back_off_and_keep_the_webhook_id(notifying, webhook_secret, db):
+def test_outbox_retries_back_off_and_keep_the_webhook_id(notifying, db):
     settings = Settings()
-    notifying.fail_first = 1
+    notifying.fail_first(1)
     warehouse.migrate(db)
     with db.transaction():
         outbox.enqueue(db, settings, notify.RUN_LATE, {"logical_date": str(DAY)}, "k", datetime.now(UTC))
@@ -259,16 +205,15 @@ def test_outbox_retries_back_off_and_keep_the_webhook_id(notifying, webhook_secr
     assert (first, not_yet, second) == (0, 0, 1)
     [(attempts, last_error)] = db.execute("select attempts, last_error from ops.outbox").fetchall()
     assert attempts == 2 and last_error is None
-    ids = [headers["webhook-id"] for headers, _ in notifying.received]
+    ids = [delivery.headers["webhook-id"] for delivery in notifying.deliveries]
     assert len(ids) == 2 and len(set(ids)) == 1
-    for headers, body in notifying.received:
-        verify(webhook_secret, headers, body)
+    notifying.events()  # both attempts verify
 
 
-def test_check_freshness_alerts_with_the_prefect_server_unreachable(notifying, webhook_secret):
-    closed = Receiver()  # a port that answered once and is now closed
+def test_check_freshness_alerts_with_the_prefect_server_unreachable(notifying):
+    closed = WebhookReceiver()  # a port that answered once and is now closed
     closed.close()
-    env = os.environ | {"PREFECT_API_URL": f"http://127.0.0.1:{closed.server.server_port}/api"}
+    env = os.environ | {"PREFECT_API_URL": f"http://127.0.0.1:{closed.port}/api"}
     pipeline = os.path.join(os.path.dirname(sys.executable), "pipeline")
 
     result = subprocess.run(
@@ -278,14 +223,14 @@ def test_check_freshness_alerts_with_the_prefect_server_unreachable(notifying, w
     assert result.returncode == 1, result.stderr
     assert result.stdout.strip() == f"{DAY}: LATE (daily run: unknown); alert sent"
     assert "Traceback" not in result.stderr
-    [(headers, body)] = notifying.received
-    late = verify(webhook_secret, headers, body)
+    [delivery] = notifying.deliveries
+    late = delivery.verified()
     assert late["type"] == "pipeline.run.late"
     assert late["data"]["run_state"] == "unknown"
 
 
 def test_the_daily_run_pings_its_heartbeat_on_success_and_fail_on_failure(pipeline_env, monkeypatch, receiver, source):
-    monkeypatch.setenv("PIPELINE_HEARTBEAT_URL", f"http://127.0.0.1:{receiver.server.server_port}/ping/daily")
+    monkeypatch.setenv("PIPELINE_HEARTBEAT_URL", f"http://127.0.0.1:{receiver.port}/ping/daily")
 
     succeeded = daily_weather(logical_date=DAY, lookback_days=0, return_state=True)
     source.faults = FaultPlan(daily_limit=1.0)
@@ -293,25 +238,25 @@ def test_the_daily_run_pings_its_heartbeat_on_success_and_fail_on_failure(pipeli
 
     assert succeeded.is_completed() and failed.is_failed()
     assert receiver.paths == ["/ping/daily", "/ping/daily/fail"]
-    assert "Daily API request limit exceeded" in receiver.received[1][1].decode()
+    assert "Daily API request limit exceeded" in receiver.deliveries[1].body.decode()
 
 
 def test_a_heartbeat_monitor_that_is_down_does_not_change_the_run_state(pipeline_env, monkeypatch):
-    closed = Receiver()
+    closed = WebhookReceiver()
     closed.close()
-    monkeypatch.setenv("PIPELINE_HEARTBEAT_URL", f"http://127.0.0.1:{closed.server.server_port}/ping/daily")
+    monkeypatch.setenv("PIPELINE_HEARTBEAT_URL", f"http://127.0.0.1:{closed.port}/ping/daily")
 
     assert daily_weather(logical_date=DAY, lookback_days=0, return_state=True).is_completed()
 
 
-def test_a_run_that_cannot_reach_the_warehouse_still_alerts_directly(notifying, webhook_secret, monkeypatch):
+def test_a_run_that_cannot_reach_the_warehouse_still_alerts_directly(notifying, monkeypatch):
     monkeypatch.setenv("PIPELINE_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/nowhere")
 
     state = daily_weather(logical_date=DAY, lookback_days=0, return_state=True)
 
     assert state.is_failed()
-    [(headers, body)] = notifying.received
-    event = verify(webhook_secret, headers, body)
+    [delivery] = notifying.deliveries
+    event = delivery.verified()
     assert event["type"] == "pipeline.run.failed"
     assert event["data"]["failed_step"] == "prepare"
     assert "cannot connect to the warehouse" in event["data"]["error"]
@@ -325,7 +270,7 @@ def test_a_run_past_its_time_limit_fails_saying_so(notifying, source, monkeypatc
 
     assert code == 1
     assert "pipeline run failed: Flow run exceeded timeout of 1.0 second(s)" in capsys.readouterr().err.splitlines()
-    [(_, body)] = notifying.received
-    event = json.loads(body)
+    [delivery] = notifying.deliveries
+    event = json.loads(delivery.body)
     assert (event["type"], event["data"]["failed_step"]) == ("pipeline.run.failed", "timeout")
     assert event["data"]["error"] == "Flow run exceeded timeout of 1.0 second(s)"
