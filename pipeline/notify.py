@@ -37,7 +37,9 @@ def message_id(event_type: str, key: str) -> str:
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """`webhook-signature` per Standard Webhooks: v1,base64(HMAC-SHA256(key, "{id}.{ts}.{body}"))."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
+    encoded = secret.removeprefix("whsec_")
+    # Secrets are often copied without their base64 padding; Standard Webhooks consumers accept that.
+    key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(mac).decode()
 
@@ -63,7 +65,10 @@ def post(url: str, body: bytes, msg_id: str, secret: str | None = None, timeout:
 
     The outcome never quotes the URL or the exception text: the URL may hold a token.
     """
-    headers = signed_headers(secret, msg_id, body, time.time())
+    try:
+        headers = signed_headers(secret, msg_id, body, time.time())
+    except ValueError:  # binascii.Error: a secret that is not base64 (the text would quote it)
+        return Attempt(False, "webhook secret is not base64 (whsec_<base64>)", False)
     try:
         response = httpx.post(url, content=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:

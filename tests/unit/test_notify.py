@@ -4,8 +4,18 @@ import hmac
 from datetime import UTC, datetime
 
 import pytest
+from standardwebhooks import Webhook
 
-from pipeline.notify import RUN_FAILED, build_event, message_id, sign, signed_headers, slack_message
+from pipeline.notify import (
+    RUN_FAILED,
+    Attempt,
+    build_event,
+    message_id,
+    post,
+    sign,
+    signed_headers,
+    slack_message,
+)
 
 # The example published with the Standard Webhooks spec: a public test vector, not a key of ours.
 SPEC_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -68,3 +78,20 @@ def test_slack_message_summarises_a_failure_with_step_error_and_link():
         "<http://prefect/runs/flow-run/1|flow run brave-otter>",
     ]
     assert message["blocks"][0]["text"]["text"] == message["text"]
+
+
+def test_a_secret_copied_without_its_base64_padding_signs_as_the_padded_one_and_verifies():
+    padded = "whsec_" + base64.b64encode(b"twenty-five bytes of key!").decode()
+    assert padded.endswith("=")
+    unpadded = padded.rstrip("=")
+    body = b'{"type": "pipeline.run.failed"}'
+    assert sign(unpadded, "msg_1", 1_700_000_000, body) == sign(padded, "msg_1", 1_700_000_000, body)
+    # The reference Standard Webhooks consumer accepts what we send with either form.
+    headers = signed_headers(unpadded, "msg_1", body, datetime.now(UTC).timestamp())
+    assert Webhook(unpadded).verify(body, headers) == {"type": "pipeline.run.failed"}
+
+
+def test_a_secret_that_is_not_base64_fails_the_delivery_without_raising_or_quoting_it():
+    attempt = post("http://127.0.0.1:9/hook", b"{}", "msg_1", secret="whsec_not*base64!")
+    assert attempt == Attempt(False, "webhook secret is not base64 (whsec_<base64>)", False)
+    assert "not*base64" not in attempt.outcome
