@@ -96,7 +96,7 @@ def worker_kill(drill: Drill, outcome: Outcome) -> None:
                 if not wait_for(ready, final(run.id)):
                     outcome.note = "the run finished before the kill point"
                     return
-            processes.kill_tree(worker.pid)
+                processes.kill_tree(worker.pid)
             outcome.runs += 1
             outcome.faults += 1
             # What the server does once the dead run's heartbeats stop (weather-crashed-runs).
