@@ -1,4 +1,4 @@
-"""Prefect blocks for the pipeline's connections and secrets, and the settings resolved from them."""
+"""Prefect blocks for the pipeline's connections and secrets, and the resources a run resolves from them."""
 
 from blocks.documents import (
     BLOCK_TYPES,
@@ -7,8 +7,9 @@ from blocks.documents import (
     WEBHOOK,
     apply_blocks,
     blocks_enabled,
-    resolve_settings,
+    resolve_resources,
 )
+from blocks.resources import Resources, WarehouseNotConfigured
 from blocks.source import SourceApi
 from blocks.warehouse import WarehouseConnection
 from blocks.webhook import NotificationWebhook
@@ -19,9 +20,11 @@ __all__ = [
     "WAREHOUSE",
     "WEBHOOK",
     "NotificationWebhook",
+    "Resources",
     "SourceApi",
     "WarehouseConnection",
+    "WarehouseNotConfigured",
     "apply_blocks",
     "blocks_enabled",
-    "resolve_settings",
+    "resolve_resources",
 ]

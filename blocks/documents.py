@@ -1,4 +1,5 @@
-"""The block documents deployments read connections and secrets from, written from and resolved into Settings."""
+"""The block documents deployments read connections and secrets from: written from the settings, resolved into
+`Resources`."""
 
 import logging
 import os
@@ -8,15 +9,12 @@ from prefect import runtime
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
+from blocks.resources import SOURCE_API, WAREHOUSE, WEBHOOK, Resources
 from blocks.source import SourceApi
 from blocks.warehouse import WarehouseConnection
 from blocks.webhook import NotificationWebhook
 from pipeline.settings import Settings
-from pipeline.warehouse import redact_dsn
 
-WAREHOUSE = "weather-warehouse"
-SOURCE_API = "weather-source-api"
-WEBHOOK = "weather-webhook"
 BLOCK_TYPES = (WarehouseConnection, SourceApi, NotificationWebhook)
 FROM_BLOCKS = "PIPELINE_SETTINGS_FROM_BLOCKS"
 # Which settings each document provides, in the order they are reported.
@@ -41,16 +39,20 @@ def blocks_enabled() -> bool:
     return runtime.deployment.id is not None
 
 
-def resolve_settings() -> Settings:
-    """`Settings()` from the environment, with connections and secrets from block documents where they exist."""
+def resolve_resources() -> Resources:
+    """`Settings()` from the environment, with the blocks from their documents where they exist (in deployment
+    runs) and from the environment otherwise. It never starts a warehouse."""
     settings = Settings()
     if not blocks_enabled():
-        return settings
-    updates, origins = overrides(
-        _load(WarehouseConnection, WAREHOUSE), _load(SourceApi, SOURCE_API), _load(NotificationWebhook, WEBHOOK)
+        return Resources.build(settings)
+    documents = (
+        _load(WarehouseConnection, WAREHOUSE),
+        _load(SourceApi, SOURCE_API),
+        _load(NotificationWebhook, WEBHOOK),
     )
+    _, origins = overrides(*documents)
     _run_logger().info(describe_origins(origins))
-    return settings.model_copy(update=updates)
+    return Resources.build(settings, *documents)
 
 
 def overrides(
@@ -92,8 +94,9 @@ def apply_blocks(settings: Settings) -> list[str]:
     if settings.database_url is None:
         done.append(f"{WAREHOUSE}: not written, PIPELINE_DATABASE_URL is unset (an existing document is kept)")
     else:
-        WarehouseConnection(database_url=settings.database_url).save(WAREHOUSE, overwrite=True)
-        done.append(f"{WAREHOUSE}: saved ({redact_dsn(settings.database_url.get_secret_value())})")
+        warehouse = WarehouseConnection(database_url=settings.database_url)
+        warehouse.save(WAREHOUSE, overwrite=True)
+        done.append(f"{WAREHOUSE}: saved ({warehouse.describe()})")
     source = SourceApi(
         base_url=settings.source_url,
         timeout_seconds=settings.http_timeout_seconds,

@@ -4,9 +4,7 @@ import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, field_validator
 
-from pipeline.settings import Settings
-
-_DEFAULTS = Settings.model_fields
+from pipeline import defaults
 
 
 class SourceApi(Block):
@@ -15,10 +13,10 @@ class SourceApi(Block):
     _block_type_name = "Source API"
     _description = "An Open-Meteo-compatible archive API ({base_url}/v1/archive) and the limits to call it with."
 
-    base_url: str = Field(default=_DEFAULTS["source_url"].default, description="Base URL, without /v1/archive.")
-    timeout_seconds: float = Field(default=_DEFAULTS["http_timeout_seconds"].default, gt=0)
+    base_url: str = Field(default=defaults.SOURCE_URL, description="Base URL, without /v1/archive.")
+    timeout_seconds: float = Field(default=defaults.HTTP_TIMEOUT_SECONDS, gt=0)
     rate_limit: str = Field(
-        default=_DEFAULTS["source_rate_limit"].default,
+        default=defaults.SOURCE_RATE_LIMIT,
         description="Name of the Prefect global concurrency limit (with slot decay) that paces calls; empty: none.",
     )
 

@@ -2,9 +2,9 @@
 
 import psycopg
 from prefect.blocks.core import Block
-from pydantic import ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
-from pipeline import warehouse
+from pipeline import transform, warehouse
 
 
 class WarehouseConnection(Block):
@@ -20,6 +20,8 @@ class WarehouseConnection(Block):
         title="Database URL",
         description="libpq URI, e.g. postgresql://weather:password@db.internal:5432/weather",
     )
+    # A run's (lock_timeout, statement_timeout) in seconds, set by `with_session_limits`; not saved with the document.
+    _session_limits: tuple[float, float] | None = PrivateAttr(default=None)
 
     @field_validator("database_url")
     @classmethod
@@ -30,10 +32,27 @@ class WarehouseConnection(Block):
             raise ValueError("database_url is not a valid libpq connection string") from None
         return value
 
+    def with_session_limits(self, lock_timeout: float, statement_timeout: float) -> "WarehouseConnection":
+        """This warehouse, with every session it opens (psycopg's and dbt's) limited to these waits, in seconds."""
+        limited = self.model_copy()
+        limited._session_limits = (lock_timeout, statement_timeout)
+        return limited
+
     def dsn(self) -> str:
-        """The connection string, password included: pass it to a driver, never to a log."""
-        return self.database_url.get_secret_value()
+        """The connection string, password and session limits included: pass it to a driver, never to a log."""
+        dsn = self.database_url.get_secret_value()
+        if self._session_limits is None:
+            return dsn
+        return warehouse.with_timeouts(dsn, *self._session_limits)
+
+    def describe(self) -> str:
+        """`user@host:port/dbname`, for messages and logs."""
+        return warehouse.redact_dsn(self.database_url.get_secret_value())
 
     def connect(self, **kwargs) -> psycopg.Connection:
         """Open a psycopg connection; a failure names the server but not the password."""
         return warehouse.connect(self.dsn(), **kwargs)
+
+    def dbt_environment(self) -> dict[str, str]:
+        """The environment dbt's profile reads to reach this warehouse; the session limits go in PGOPTIONS."""
+        return transform.profile_env(self.dsn())

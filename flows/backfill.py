@@ -9,13 +9,13 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from blocks import resolve_settings
+from blocks import resolve_resources
 from pipeline import quota
 from pipeline.backfill import Reprocess, plan_backfill
 from pipeline.errors import StepFailed, step
 from pipeline.locations import read_locations
 from pipeline.progress import BackfillProgress
-from pipeline.runs import run_notifier, warehouse_dsn
+from pipeline.runs import run_notifier
 from pipeline.settings import Settings
 from pipeline.summary import RunSummary, TestCounts, WindowSummary
 from pipeline.tasks import ingest_chunks, prepare_warehouse, read_ledger, transform_window
@@ -41,16 +41,19 @@ def backfill_weather(
 ) -> RunSummary:
     """Load the days (and locations) of [start_date, end_date] that the ledger says need it, then build,
     test and publish them with one dbt build."""
-    settings = resolve_settings()
+    resources = resolve_resources()
+    settings = resources.settings
     today = datetime.now(UTC).date()
     window = Window(check_not_future(start_date, today, "start_date"), check_not_future(end_date, today, "end_date"))
     with step("prepare", window):
-        dsn = warehouse_dsn(settings)
+        warehouse = resources.warehouse
         # A dry run only reads: no migration, no locations reload.
         locations = (
-            read_locations(settings.locations_file) if dry_run else prepare_warehouse(dsn, settings.locations_file)
+            read_locations(settings.locations_file)
+            if dry_run
+            else prepare_warehouse(warehouse, settings.locations_file)
         )
-        ledger = read_ledger(dsn, window)
+        ledger = read_ledger(warehouse, window)
     active = [location.location_id for location in locations]
     plan = plan_backfill(window, ledger, reprocess, settings.backfill_chunk_days, active)
     description = plan.describe(len(locations), settings.locations_per_request)
@@ -64,7 +67,7 @@ def backfill_weather(
             quota.chunk_calls([chunk], len(locations) if ids is None else len(ids), settings.locations_per_request)[0]
             for chunk, ids in zip(plan.chunks, subsets, strict=True)
         ]
-        used = quota.current_usage(dsn.get_secret_value(), now)
+        used = quota.current_usage(warehouse, now)
         description += "\n" + quota.describe(costs, used, limits, now)
         admission = quota.admit(costs, used, limits, now)
         chunks = plan.chunks[: admission.chunks]
@@ -81,7 +84,7 @@ def backfill_weather(
         return RunSummary(**planned, dry_run=True)
 
     # dbt is imported and the project parsed in the background while the chunks load.
-    parsed = ParsedProject(dsn.get_secret_value(), settings.dbt_project_dir) if plan.dbt_window else None
+    parsed = ParsedProject(warehouse, settings.dbt_project_dir) if plan.dbt_window else None
     with parsed or nullcontext():
         with BackfillProgress(sum(len(chunk) for chunk in chunks)) as progress:
             progress_started = time.perf_counter()
@@ -89,8 +92,7 @@ def backfill_weather(
             changed = 0
             # "all" means rewrite: it also repairs days whose rows no longer match their checksum.
             outcomes = ingest_chunks(
-                settings,
-                dsn,
+                resources,
                 locations,
                 chunks,
                 runtime.flow_run.id,
@@ -114,7 +116,7 @@ def backfill_weather(
         ingest_seconds = time.perf_counter() - progress_started
         tests = (
             transform_window(
-                dsn, plan.dbt_window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds, parsed
+                warehouse, plan.dbt_window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds, parsed
             )
             if plan.dbt_window
             else None

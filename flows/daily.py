@@ -4,12 +4,11 @@ import time
 from datetime import UTC, date, datetime, timedelta
 
 from prefect import flow, get_run_logger, runtime
-from pydantic import SecretStr
 
-from blocks import resolve_settings
+from blocks import Resources, resolve_resources
 from pipeline.backfill import revisit_window
 from pipeline.errors import step
-from pipeline.runs import alert_incomplete_days, run_notifier, scheduled_logical_date, warehouse_dsn
+from pipeline.runs import alert_incomplete_days, run_notifier, scheduled_logical_date
 from pipeline.settings import Settings
 from pipeline.summary import RunSummary, TestCounts, WindowSummary
 from pipeline.tasks import ingest_window, list_incomplete_days, prepare_warehouse, read_ledger, transform_window
@@ -30,30 +29,32 @@ notify_daily = run_notifier("daily")
 def daily_weather(logical_date: date | None = None, lookback_days: int | None = None) -> RunSummary:
     """Process logical date D (default: the day before the run's scheduled start), D's lookback, and
     any incomplete day inside the revision horizon."""
-    settings = resolve_settings()
+    resources = resolve_resources()
+    settings = resources.settings
     day = check_not_future(logical_date or scheduled_logical_date(), datetime.now(UTC).date(), "logical_date")
     window = daily_window(day, settings.lookback_days if lookback_days is None else lookback_days)
     horizon = day - timedelta(days=settings.revision_horizon_days)
     with step("prepare", window):
-        dsn = warehouse_dsn(settings)
-    with ParsedProject(dsn.get_secret_value(), settings.dbt_project_dir) as parsed:
-        return _process(settings, dsn, day, window, horizon, parsed)
+        warehouse = resources.warehouse
+    with ParsedProject(warehouse, settings.dbt_project_dir) as parsed:
+        return _process(resources, day, window, horizon, parsed)
 
 
-def _process(
-    settings: Settings, dsn: SecretStr, day: date, window: Window, horizon: date, parsed: ParsedProject
-) -> RunSummary:
+def _process(resources: Resources, day: date, window: Window, horizon: date, parsed: ParsedProject) -> RunSummary:
+    settings, warehouse = resources.settings, resources.warehouse
     with step("prepare", window):
-        locations = prepare_warehouse(dsn, settings.locations_file)
+        locations = prepare_warehouse(warehouse, settings.locations_file)
         if horizon < window.first:
-            window = revisit_window(window, read_ledger(dsn, Window(horizon, window.first - timedelta(days=1))))
+            window = revisit_window(window, read_ledger(warehouse, Window(horizon, window.first - timedelta(days=1))))
         # Past the horizon the archive will not fill a day any more: one alert per such day.
-        if stale := list_incomplete_days(dsn, horizon):
+        if stale := list_incomplete_days(warehouse, horizon):
             get_run_logger().warning("days still incomplete past the revision horizon: %s", stale)
-            alert_incomplete_days(settings, dsn, stale, settings.revision_horizon_days)
-    ingested = ingest_window(settings, dsn, locations, window, runtime.flow_run.id)
+            alert_incomplete_days(resources, stale, settings.revision_horizon_days)
+    ingested = ingest_window(resources, locations, window, runtime.flow_run.id)
     transform_started = time.perf_counter()
-    built = transform_window(dsn, window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds, parsed)
+    built = transform_window(
+        warehouse, window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds, parsed
+    )
     return RunSummary(
         kind="daily",
         logical_date=day,

@@ -5,9 +5,8 @@ from datetime import date, datetime
 from prefect import flow, runtime
 from prefect.logging import get_run_logger
 
-from blocks import resolve_settings
+from blocks import resolve_resources
 from pipeline import alerts, freshness
-from pipeline.runs import warehouse_dsn
 
 DAILY_DEPLOYMENT = freshness.DAILY_DEPLOYMENT
 
@@ -19,11 +18,10 @@ def check_freshness(logical_date: date | None = None, deployment: str = DAILY_DE
     The ledger is the truth here, not the Prefect API: it also catches a worker that is
     down, a paused deployment or a deleted schedule, where no run ever exists to fail.
     """
-    settings = resolve_settings()
+    resources = resolve_resources()
     scheduled = datetime.fromisoformat(runtime.flow_run.scheduled_start_time.isoformat())
-    day = logical_date or alerts.due_logical_date(scheduled, settings.deadline)
-    dsn = warehouse_dsn(settings).get_secret_value()
-    result = freshness.check(settings, dsn, day, deployment, freshness.lookup_run, runtime.flow_run.id)
+    day = logical_date or alerts.due_logical_date(scheduled, resources.settings.deadline)
+    result = freshness.check(resources, day, deployment, freshness.lookup_run, runtime.flow_run.id)
     if result["late"]:
         get_run_logger().warning("%s for %s has not landed (run: %s)", deployment, day, result["run_state"])
     return result

@@ -7,16 +7,16 @@ from prefect import flow, get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.logging import get_run_logger
 
-from blocks import resolve_settings
+from blocks import resolve_resources
 from pipeline import alerts, notify, outbox, warehouse
-from pipeline.runs import run_link, warehouse_dsn
+from pipeline.runs import run_link
 from pipeline.window import logical_date_for
 
 
 @flow(name="report-run", timeout_seconds=600)
 def report_run(flow_run_id: str, kind: str = "crashed") -> dict:
     """Alert once that `flow_run_id` ended as `kind`; a crashed run never reaches its own state hook."""
-    settings = resolve_settings()
+    resources = resolve_resources()
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(flow_run_id))
         deployment = client.read_deployment(run.deployment_id) if run.deployment_id else None
@@ -31,15 +31,15 @@ def report_run(flow_run_id: str, kind: str = "crashed") -> dict:
         "failed_step": kind,
         "error": run.state.message if run.state else None,
     }
-    with warehouse.connect(warehouse_dsn(settings).get_secret_value(), autocommit=True) as conn:
+    with resources.warehouse.connect(autocommit=True) as conn:
         # Without ops.alerts every claim succeeds: a crash before the first load must dedupe too.
         warehouse.migrate(conn)
         with conn.transaction():
             first = alerts.claim(conn, key, day, kind, flow_run_id)
             if first:
                 message_key = f"{flow_run_id}/{kind}/{first.isoformat()}"
-                outbox.enqueue(conn, settings, notify.RUN_FAILED, data, message_key, datetime.now(UTC))
-        outbox.deliver_due(conn, settings)
+                outbox.enqueue(conn, resources, notify.RUN_FAILED, data, message_key, datetime.now(UTC))
+        outbox.deliver_due(conn, resources)
     if not first:
         get_run_logger().info("%s of %s for %s already alerted", kind, key, day)
         return {"alerted": False, **data}

@@ -2,7 +2,8 @@
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,6 +16,7 @@ from pipeline import stack_cli
 from pipeline.window import check_not_future, parse_day
 
 if TYPE_CHECKING:
+    from blocks import Resources
     from pipeline.summary import RunSummary
 
 # Prefect, the flows, numpy, psycopg and pydantic-settings are imported by the commands that use
@@ -121,7 +123,7 @@ LogicalDate = Annotated[date | None, _day_option("logical date YYYY-MM-DD (defau
 @app.command("run")
 def run_command(day: LogicalDate = None) -> int:
     """run the daily flow for one logical date"""
-    return execute(lambda: _run_daily(day))
+    return execute(lambda: _with_local_warehouse(lambda: _run_daily(day)))
 
 
 @app.command("demo")
@@ -161,7 +163,7 @@ def backfill_command(
     yes: Annotated[bool, typer.Option("--yes", help="allow a range longer than PIPELINE_BACKFILL_MAX_DAYS")] = False,
 ) -> int:
     """load an inclusive range of logical dates"""
-    return execute(lambda: _backfill(start, end, reprocess, dry_run, yes))
+    return execute(lambda: _with_local_warehouse(lambda: _backfill(start, end, reprocess, dry_run, yes)))
 
 
 @app.command("gaps")
@@ -169,7 +171,7 @@ def gaps_command(
     since: Annotated[date | None, _day_option("first logical date to check (default: 30 days ago)", "--since")] = None,
 ) -> int:
     """days the daily schedule should have loaded but did not"""
-    return execute(lambda: _gaps(since))
+    return execute(lambda: _with_local_warehouse(lambda: _gaps(since)))
 
 
 @app.command("check-freshness")
@@ -177,13 +179,13 @@ def check_freshness_command(
     day: Annotated[date | None, _day_option("logical date (default: the latest past its deadline)", "--date")] = None,
 ) -> int:
     """alert once if a logical date missed its deadline"""
-    return execute(lambda: _check_freshness(day))
+    return execute(lambda: _with_local_warehouse(lambda: _check_freshness(day)))
 
 
 @app.command("alerts")
 def alerts_command() -> int:
     """deliver waiting notifications, then list those still undelivered (exit 1 if any)"""
-    return execute(_alerts)
+    return execute(lambda: _with_local_warehouse(_alerts))
 
 
 @source_app.command("serve")
@@ -204,6 +206,38 @@ def source_serve_command(
 
 
 stack_cli.add_commands(app, execute)
+
+
+def _with_local_warehouse(command: Callable[[], int]) -> int:
+    with _local_warehouse_unless_configured():
+        return command()
+
+
+@contextmanager
+def _local_warehouse_unless_configured() -> Iterator[None]:
+    """With no warehouse configured, start the embedded local Postgres and make it this command's warehouse.
+
+    It reaches the flows the command runs, in this process, as PIPELINE_DATABASE_URL; a flow run by a
+    deployment's worker never starts one of its own.
+    """
+    from blocks import resolve_resources
+    from pipeline import embedded
+
+    resources = resolve_resources()
+    if resources.configured_warehouse is not None:
+        yield
+        return
+    os.environ["PIPELINE_DATABASE_URL"] = embedded.start(resources.settings.data_dir)
+    try:
+        yield
+    finally:
+        os.environ.pop("PIPELINE_DATABASE_URL", None)
+
+
+def _resources() -> "Resources":
+    from blocks import resolve_resources
+
+    return resolve_resources()
 
 
 def _finished(state, command: str) -> "RunSummary | None":
@@ -278,21 +312,19 @@ def _backfill(start: date, end: date, reprocess: str, dry_run: bool, yes: bool) 
 
 
 def _gaps(since: date | None) -> int:
-    from pipeline import ledger, outbox, warehouse
+    from pipeline import ledger, outbox
     from pipeline.backfill import gaps
     from pipeline.locations import read_locations
-    from pipeline.runs import warehouse_dsn
-    from pipeline.settings import Settings
     from pipeline.window import Window, consecutive_runs
 
-    settings = Settings()
+    resources = _resources()
+    settings = resources.settings
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     expected = Window(since or yesterday - timedelta(days=29), yesterday)
     active = [location.location_id for location in read_locations(settings.locations_file)]
-    dsn = warehouse_dsn(settings).get_secret_value()
-    with warehouse.connect(dsn) as conn:
+    with resources.warehouse.connect() as conn:
         missing, failed, incomplete = gaps(expected, ledger.status(conn, expected), active)
-    outbox.flush(settings, dsn)
+    outbox.flush(resources)
     print(f"checked {expected} ({len(expected)} logical dates, {len(active)} locations)")
     print(f"missing:    {_days(missing)}")
     print(f"failed:     {_days(failed)}")
@@ -308,14 +340,12 @@ def _gaps(since: date | None) -> int:
 def _check_freshness(day: date | None) -> int:
     # Not a flow run: the systemd timer must alert with no Prefect server or worker up.
     from pipeline import alerts, freshness
-    from pipeline.runs import warehouse_dsn
-    from pipeline.settings import Settings
 
-    settings = Settings()
+    resources = _resources()
+    settings = resources.settings
     day = day or alerts.due_logical_date(datetime.now(UTC), settings.deadline)
     lookup = freshness.bounded_lookup(settings.prefect_api_timeout_seconds)
-    dsn = warehouse_dsn(settings).get_secret_value()
-    result = freshness.check(settings, dsn, day, freshness.DAILY_DEPLOYMENT, lookup)
+    result = freshness.check(resources, day, freshness.DAILY_DEPLOYMENT, lookup)
     if not result["late"]:
         print(f"{result['logical_date']}: landed")
         return 0
@@ -325,14 +355,11 @@ def _check_freshness(day: date | None) -> int:
 
 
 def _alerts() -> int:
-    from pipeline import outbox, warehouse
-    from pipeline.runs import warehouse_dsn
-    from pipeline.settings import Settings
+    from pipeline import outbox
 
-    settings = Settings()
-    dsn = warehouse_dsn(settings).get_secret_value()
-    delivered = outbox.flush(settings, dsn)
-    with warehouse.connect(dsn) as conn:
+    resources = _resources()
+    delivered = outbox.flush(resources)
+    with resources.warehouse.connect() as conn:
         pending = outbox.undelivered(conn)
     if delivered:
         print(f"delivered {delivered} waiting notification(s)")

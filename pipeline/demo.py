@@ -11,8 +11,8 @@ from pathlib import Path
 
 from prefect.settings import PREFECT_API_URL
 
-from pipeline import processes, source_server, stack, warehouse
-from pipeline.runs import warehouse_dsn
+from blocks import Resources, WarehouseConnection
+from pipeline import embedded, processes, source_server, stack, warehouse
 from pipeline.settings import Settings
 
 logger = logging.getLogger("pipeline.demo")
@@ -33,9 +33,11 @@ def run(day: date | None) -> int:
         os.environ["PIPELINE_SOURCE_RATE_LIMIT"] = ""  # the local server has no quota
         print(f"demo: local Open-Meteo-compatible API on {source.url}")
     settings = Settings()
-    dsn = warehouse_dsn(settings)
-    os.environ["PIPELINE_DATABASE_URL"] = dsn.get_secret_value()
-    print(f"demo: warehouse {warehouse.redact_dsn(dsn.get_secret_value())}")
+    if settings.database_url is None:  # the demo's own local warehouse, which its `pipeline run` uses too
+        os.environ["PIPELINE_DATABASE_URL"] = embedded.start(settings.data_dir)
+        settings = Settings()
+    local = Resources.build(settings).warehouse
+    print(f"demo: warehouse {local.describe()}")
     try:
         with prefect_api(settings) as api_url:
             print(
@@ -52,7 +54,7 @@ def run(day: date | None) -> int:
         if source is not None:
             source.stop()
     if code == 0:
-        print_marts(dsn.get_secret_value())
+        print_marts(local)
         print(f"\n{NEXT_STEPS}")
     return code
 
@@ -87,9 +89,9 @@ def prefect_api(settings: Settings) -> Iterator[str]:
         processes.stop_process(server)
 
 
-def print_marts(dsn: str) -> None:
+def print_marts(local: WarehouseConnection) -> None:
     """The latest day of the daily fact, one row per location; '-' where the source had no value."""
-    with warehouse.connect(dsn) as conn:
+    with local.connect() as conn:
         rows = conn.execute(warehouse.query("demo_latest_day")).fetchall()
     print(f"\n{'date':<11} {'location':<22} {'t min':>6} {'t max':>6} {'precip':>7} {'hours':>5}")
     for day, name, t_min, t_max, precipitation, hours in rows:

@@ -16,9 +16,9 @@ from prefect.settings import (
     temporary_settings,
 )
 
+from blocks import Resources
 from pipeline import alerts, notify, outbox, warehouse
 from pipeline.runs import daily_run_for
-from pipeline.settings import Settings
 
 DAILY_DEPLOYMENT = "daily-weather/daily"
 
@@ -28,13 +28,14 @@ RunLookup = Callable[[date, str], dict | None]
 
 
 def check(
-    settings: Settings, dsn: str, day: date, deployment: str, run_lookup: RunLookup, flow_run_id: str | None = None
+    resources: Resources, day: date, deployment: str, run_lookup: RunLookup, flow_run_id: str | None = None
 ) -> dict:
     """Alert once if `day` has not landed; deliver whatever else the outbox holds either way."""
-    with warehouse.connect(dsn, autocommit=True) as conn:
+    settings = resources.settings
+    with resources.warehouse.connect(autocommit=True) as conn:
         warehouse.migrate(conn)
         if alerts.landed(conn, day):
-            outbox.deliver_due(conn, settings)
+            outbox.deliver_due(conn, resources)
             return {"logical_date": day.isoformat(), "late": False, "alerted": False}
         run = run_lookup(day, deployment)
         data = {
@@ -48,8 +49,8 @@ def check(
             claimed = alerts.claim(conn, deployment, day, "late", flow_run_id)
             if claimed:
                 key = f"{deployment}/{day}/late/{claimed.isoformat()}"
-                outbox.enqueue(conn, settings, notify.RUN_LATE, data, key, datetime.now(UTC))
-        outbox.deliver_due(conn, settings)
+                outbox.enqueue(conn, resources, notify.RUN_LATE, data, key, datetime.now(UTC))
+        outbox.deliver_due(conn, resources)
     logger.warning("%s for %s has not landed (run: %s)", deployment, day, data["run_state"])
     return {"logical_date": day.isoformat(), "late": True, "alerted": bool(claimed), "run_state": data["run_state"]}
 

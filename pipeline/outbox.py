@@ -7,7 +7,8 @@ from datetime import datetime
 import orjson
 import psycopg
 
-from pipeline import notify, warehouse
+from blocks import Resources
+from pipeline import notify
 from pipeline.settings import Settings
 from pipeline.warehouse import query, table_exists
 
@@ -55,32 +56,31 @@ def available(conn: psycopg.Connection) -> bool:
 
 
 def enqueue(
-    conn: psycopg.Connection, settings: Settings, event_type: str, data: dict, key: str, now: datetime
+    conn: psycopg.Connection, resources: Resources, event_type: str, data: dict, key: str, now: datetime
 ) -> str | None:
     """Write one notification to the outbox, in the caller's transaction; returns its `webhook-id`.
 
     Without a webhook nothing is queued: the event is only logged, as it always was.
     """
-    if settings.webhook_url is None:
+    if resources.webhook is None:
         logger.info("notification %s (no PIPELINE_WEBHOOK_URL configured)", event_type)
         return None
     msg_id = notify.message_id(event_type, key)
-    body = render(settings, event_type, data, now).decode()
+    body = render(resources.settings, event_type, data, now).decode()
     conn.execute(query("outbox_enqueue"), {"message_id": msg_id, "event_type": event_type, "body": body})
     return msg_id
 
 
-def deliver_due(conn: psycopg.Connection, settings: Settings, limit: int = BATCH) -> int:
+def deliver_due(conn: psycopg.Connection, resources: Resources, limit: int = BATCH) -> int:
     """Try every message whose attempt is due, oldest first; returns how many were delivered.
 
     `conn` must be in autocommit mode: each message is locked, sent and updated in its own
     transaction, so a crash loses at most one attempt's bookkeeping (the message is sent again,
     with the same `webhook-id`). Stops at the first receiver that is down: the rest would fail too.
     """
-    if settings.webhook_url is None or not available(conn):
+    webhook = resources.webhook
+    if webhook is None or not available(conn):
         return 0
-    url = settings.webhook_url.get_secret_value()
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     delivered, after = 0, 0
     for _ in range(limit):
         with conn.transaction():
@@ -89,12 +89,12 @@ def deliver_due(conn: psycopg.Connection, settings: Settings, limit: int = BATCH
                 break
             row_id, msg_id, event_type, body, attempts = row
             after = row_id
-            attempt = notify.post(url, body.encode(), msg_id, secret)
+            attempt = webhook.post(body.encode(), msg_id)
             if attempt.accepted:
                 conn.execute(query("outbox_delivered"), {"id": row_id})
                 delivered += 1
                 continue
-            retry_in = retry_delay(attempts + 1, settings.outbox_retry_seconds)
+            retry_in = retry_delay(attempts + 1, resources.settings.outbox_retry_seconds)
             conn.execute(query("outbox_failed"), {"id": row_id, "error": attempt.outcome, "retry_in": retry_in})
         # The URL may hold a token: name the message and the outcome only.
         logger.warning(
@@ -115,13 +115,13 @@ def undelivered(conn: psycopg.Connection) -> list[Pending]:
     return [Pending(*row) for row in conn.execute(query("outbox_undelivered"))]
 
 
-def flush(settings: Settings, dsn: str) -> int:
+def flush(resources: Resources) -> int:
     """Deliver what is due, for commands that do not otherwise notify; never raises."""
-    if settings.webhook_url is None:
+    if resources.webhook is None:
         return 0
     try:
-        with warehouse.connect(dsn, autocommit=True) as conn:
-            return deliver_due(conn, settings)
+        with resources.warehouse.connect(autocommit=True) as conn:
+            return deliver_due(conn, resources)
     except Exception as exc:  # a command's own outcome matters more than a late notification
         logger.warning("outbox not delivered: %s", type(exc).__name__)
         return 0

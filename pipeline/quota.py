@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from pipeline import warehouse
+from blocks import WarehouseConnection
 from pipeline.extract import call_weight
 from pipeline.settings import Settings
 from pipeline.warehouse import query, table_exists
@@ -124,8 +124,8 @@ def usage(conn: psycopg.Connection, now: datetime) -> Usage:
     return Usage(int(hour), int(day))
 
 
-def current_usage(dsn: str, now: datetime) -> Usage:
-    with warehouse.connect(dsn) as conn:
+def current_usage(warehouse: WarehouseConnection, now: datetime) -> Usage:
+    with warehouse.connect() as conn:
         return usage(conn, now)
 
 

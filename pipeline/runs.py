@@ -1,4 +1,4 @@
-"""What a flow run needs at start and says at the end: settings, warehouse, summary, notification."""
+"""What a flow run says at the end: summary, notification, alerts."""
 
 import logging
 from collections.abc import Callable
@@ -13,26 +13,14 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_UI_URL
-from pydantic import SecretStr
 
-from blocks import resolve_settings
-from pipeline import alerts, embedded, heartbeat, notify, outbox, warehouse
+from blocks import Resources, resolve_resources
+from pipeline import alerts, heartbeat, notify, outbox
 from pipeline.errors import StepFailed, first_line
-from pipeline.settings import Settings
 from pipeline.summary import Kind, RunSummary, WindowSummary
 from pipeline.window import logical_date_for
 
 logger = logging.getLogger("pipeline.runs")
-
-
-def warehouse_dsn(settings: Settings) -> SecretStr:
-    """The configured warehouse, or the embedded local Postgres when none is, with this run's time limits.
-
-    Every session opened with it, the run's and dbt's, gives up on a lock or a statement that
-    waits past PIPELINE_LOCK_TIMEOUT_SECONDS / PIPELINE_STATEMENT_TIMEOUT_SECONDS.
-    """
-    dsn = settings.database_url.get_secret_value() if settings.database_url else embedded.start(settings.data_dir)
-    return SecretStr(warehouse.with_timeouts(dsn, settings.lock_timeout_seconds, settings.statement_timeout_seconds))
 
 
 def scheduled_logical_date() -> date:
@@ -92,7 +80,8 @@ def send_run_notification(kind: Kind, flow: Flow, flow_run: FlowRun, state: Stat
     The message goes to the outbox in the transaction that claims (or closes) its alert, so a
     claim never exists without a message that later commands deliver until the receiver takes it.
     """
-    settings = resolve_settings()
+    resources = resolve_resources()
+    settings = resources.settings
     result = state.result(raise_on_failure=False)
     failed = state.is_failed()
     backfill = kind == "backfill"
@@ -105,7 +94,7 @@ def send_run_notification(kind: Kind, flow: Flow, flow_run: FlowRun, state: Stat
     if not backfill:
         heartbeat.ping(settings.heartbeat_url, failed, data.get("error") or f"{flow.name} {state.name}")
     try:
-        with warehouse.connect(warehouse_dsn(settings).get_secret_value(), autocommit=True) as conn:
+        with resources.warehouse.connect(autocommit=True) as conn:
             with conn.transaction():
                 if logical_date is not None and not backfill:
                     if not failed:
@@ -118,21 +107,21 @@ def send_run_notification(kind: Kind, flow: Flow, flow_run: FlowRun, state: Stat
                         event_type = None
                 queued = event_type is not None and outbox.available(conn)
                 if queued:
-                    outbox.enqueue(conn, settings, event_type, data, key, datetime.now(UTC))
-            outbox.deliver_due(conn, settings)
+                    outbox.enqueue(conn, resources, event_type, data, key, datetime.now(UTC))
+            outbox.deliver_due(conn, resources)
         if queued or event_type is None:
             return
     except Exception as exc:  # the warehouse may be why the run failed: alert without deduplication
         logger.warning("alert bookkeeping unavailable (%s); notifying anyway", type(exc).__name__)
     if event_type is not None:
-        publish(settings, event_type, data, key=key)
+        publish(resources, event_type, data, key=key)
 
 
-def alert_incomplete_days(settings: Settings, dsn: SecretStr, days: list[date], horizon_days: int) -> list[date]:
+def alert_incomplete_days(resources: Resources, days: list[date], horizon_days: int) -> list[date]:
     """One `pipeline.day.incomplete` per day still incomplete past the revision horizon; returns the days
     alerted now. Claimed and queued in one transaction per day, so a day is reported once, and surely."""
     alerted = []
-    with warehouse.connect(dsn.get_secret_value(), autocommit=True) as conn:
+    with resources.warehouse.connect(autocommit=True) as conn:
         for day in days:
             with conn.transaction():
                 if alerts.claim(conn, deployment_key(), day, "incomplete", str(runtime.flow_run.id)) is None:
@@ -144,23 +133,21 @@ def alert_incomplete_days(settings: Settings, dsn: SecretStr, days: list[date], 
                     "error": f"{day} still has missing values {horizon_days} days on; the archive will not fill it now",
                     "command": f"pipeline backfill --start {day} --end {day} --reprocess incomplete",
                 }
-                outbox.enqueue(conn, settings, notify.DAY_INCOMPLETE, data, f"incomplete/{day}", datetime.now(UTC))
+                outbox.enqueue(conn, resources, notify.DAY_INCOMPLETE, data, f"incomplete/{day}", datetime.now(UTC))
             alerted.append(day)
-        outbox.deliver_due(conn, settings)
+        outbox.deliver_due(conn, resources)
     return alerted
 
 
-def publish(settings: Settings, event_type: str, data: dict, key: str) -> bool:
+def publish(resources: Resources, event_type: str, data: dict, key: str) -> bool:
     """Send one notification to the configured webhook; log it when there is none."""
-    if settings.webhook_url is None:
+    if resources.webhook is None:
         logger.info("notification %s (no PIPELINE_WEBHOOK_URL configured)", event_type)
         return False
     event = notify.build_event(event_type, data, datetime.now(UTC))
-    return notify.deliver(
-        settings.webhook_url.get_secret_value(),
-        notify.slack_message(event) if settings.webhook_format == "slack" else event,
+    return resources.webhook.deliver(
+        notify.slack_message(event) if resources.settings.webhook_format == "slack" else event,
         notify.message_id(event_type, key),
-        settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
     )
 
 

@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline import defaults
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LOCATIONS_FILE = Path(__file__).resolve().parent / "data" / "locations.csv"
 
@@ -20,9 +22,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PIPELINE_", extra="ignore")
 
-    # None means "the embedded local Postgres" (see pipeline.embedded).
+    # None: no warehouse configured; the CLI then starts the embedded local Postgres (pipeline.embedded).
     database_url: SecretStr | None = None
-    source_url: str = "https://archive-api.open-meteo.com"
+    source_url: str = defaults.SOURCE_URL
     locations_file: Path = DEFAULT_LOCATIONS_FILE
     webhook_url: SecretStr | None = None
     webhook_secret: SecretStr | None = None
@@ -65,9 +67,9 @@ class Settings(BaseSettings):
     revision_horizon_days: int = 10
     # Name of a Prefect global concurrency limit with slot decay (created by the deploy
     # step); empty disables rate limiting, e.g. for the local source server.
-    source_rate_limit: str = "open-meteo-api"
+    source_rate_limit: str = defaults.SOURCE_RATE_LIMIT
     locations_per_request: int = 100
-    http_timeout_seconds: float = 30.0
+    http_timeout_seconds: float = defaults.HTTP_TIMEOUT_SECONDS
     fetch_retries: int = 5
     # First retry delay; later ones double (Prefect's exponential_backoff), plus jitter.
     fetch_retry_base_seconds: float = 2.0

@@ -6,19 +6,19 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
-import httpx
 import psycopg
 from prefect import get_run_logger, runtime, task
 from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID, TASK_SOURCE
 from prefect.concurrency.sync import rate_limit
 from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
-from pydantic import SecretStr
 
-from pipeline import extract, ledger, load, quota, transform, warehouse
+from blocks import Resources, SourceApi, WarehouseConnection
+from pipeline import extract, ledger, load, quota, transform
 from pipeline.errors import StepFailed, step
 from pipeline.locations import Location, read_locations
 from pipeline.settings import Settings
+from pipeline.warehouse import LockWaitExpired, migrate, session_lock
 from pipeline.window import Window
 
 # Held by the run transforming the warehouse (pg advisory lock on its hash).
@@ -59,14 +59,13 @@ def is_transient(task, task_run, state) -> bool:
     persist_result=True,
 )
 def fetch_observations(
-    source_url: str,
+    source: SourceApi,
     locations: tuple[Location, ...],
     window: Window,
-    timeout: float,
-    rate_limit_name: str,
     rate_limit_timeout: float | None = None,
 ) -> extract.Observations:
     """Download one request's worth of observations (many locations, a range of days)."""
+    rate_limit_name = source.rate_limit
     if rate_limit_name:
         weight = extract.call_weight(len(locations), len(window))
         try:
@@ -75,7 +74,7 @@ def fetch_observations(
             raise TimeoutError(
                 f"waited {rate_limit_timeout:g} s for {weight} slots of the rate limit {rate_limit_name!r}"
             ) from None
-    with httpx.Client(base_url=source_url, timeout=timeout, headers={"user-agent": "weather-pipeline"}) as client:
+    with source.client() as client:
         return extract.fetch(client, locations, window)
 
 
@@ -91,18 +90,18 @@ def fetcher(settings: Settings, cache: bool = True):
 
 
 @task(name="prepare-warehouse", cache_policy=NO_CACHE)
-def prepare_warehouse(dsn: SecretStr, locations_file: Path) -> tuple[Location, ...]:
+def prepare_warehouse(warehouse: WarehouseConnection, locations_file: Path) -> tuple[Location, ...]:
     """Apply pending migrations and load the locations file; returns the locations."""
     locations = read_locations(locations_file)
-    with warehouse.connect(dsn.get_secret_value()) as conn:
-        warehouse.migrate(conn)
+    with warehouse.connect() as conn:
+        migrate(conn)
         load.replace_locations(conn, locations)
     return locations
 
 
 @task(name="load-observations", cache_policy=NO_CACHE)
 def load_observations(
-    dsn: SecretStr,
+    warehouse: WarehouseConnection,
     window: Window,
     locations: tuple[Location, ...],
     batches: Sequence[extract.Observations],
@@ -110,41 +109,42 @@ def load_observations(
     force: bool = False,
 ) -> list[load.DayLoad]:
     """Replace the window's rows and ledger entries in one transaction."""
-    with warehouse.connect(dsn.get_secret_value()) as conn:
+    with warehouse.connect() as conn:
         try:
             return load.replace_window(conn, window, locations, batches, flow_run_id, force=force)
         except psycopg.errors.LockNotAvailable:
             waited = conn.execute("show lock_timeout").fetchone()[0]
-            raise warehouse.LockWaitExpired(
+            raise LockWaitExpired(
                 f"waited {waited} for a lock on the window's days or the raw tables, held by another session"
                 " (PIPELINE_LOCK_TIMEOUT_SECONDS)"
             ) from None
 
 
 @task(name="record-failed-days", cache_policy=NO_CACHE)
-def record_failed_days(dsn: SecretStr, window: Window, error: str, flow_run_id: str | None) -> None:
+def record_failed_days(warehouse: WarehouseConnection, window: Window, error: str, flow_run_id: str | None) -> None:
     """Mark the window's days failed in the ledger, so backfills can find them."""
-    with warehouse.connect(dsn.get_secret_value()) as conn:
+    with warehouse.connect() as conn:
         ledger.record_failure(conn, window.days, error, flow_run_id)
 
 
 @task(name="run-dbt", task_run_name="dbt-build", cache_policy=NO_CACHE)
-def run_dbt(dsn: SecretStr, project_dir: Path, parsed: transform.ParsedProject | None = None) -> transform.DbtOutcome:
+def run_dbt(
+    warehouse: WarehouseConnection, project_dir: Path, parsed: transform.ParsedProject | None = None
+) -> transform.DbtOutcome:
     """`dbt build` of the window in `ops.transform_window` into `audit`; failing nodes fail it, by name and day."""
-    return transform.build(dsn.get_secret_value(), project_dir, log=get_run_logger(), parsed=parsed)
+    return transform.build(warehouse, project_dir, log=get_run_logger(), parsed=parsed)
 
 
 @task(name="publish-window", cache_policy=NO_CACHE)
-def publish_window(dsn: SecretStr, window: Window) -> None:
+def publish_window(warehouse: WarehouseConnection, window: Window) -> None:
     """Copy the audited window into `marts` in one transaction."""
-    with warehouse.connect(dsn.get_secret_value()) as conn:
+    with warehouse.connect() as conn:
         transform.publish(conn, window)
 
 
 @task(name="ingest-window", task_run_name="ingest-{window}", cache_policy=NO_CACHE)
 def ingest_window(
-    settings: Settings,
-    dsn: SecretStr,
+    resources: Resources,
     locations: tuple[Location, ...],
     window: Window,
     flow_run_id: str | None,
@@ -155,38 +155,31 @@ def ingest_window(
 
     The daily run ingests its window once; a backfill submits one per chunk, in parallel.
     """
+    settings, source, warehouse = resources.settings, resources.source, resources.warehouse
     fetch = fetcher(settings, cache=cache)
     started = time.perf_counter()
     try:
         with step("extract", window):
-            if settings.source_rate_limit:  # the public API: its calls count against the hour and the day
-                record_api_calls(dsn, window, locations, settings.locations_per_request, flow_run_id)
+            if source.rate_limit:  # the public API: its calls count against the hour and the day
+                record_api_calls(warehouse, window, locations, settings.locations_per_request, flow_run_id)
             batches = [
-                fetch(
-                    settings.source_url,
-                    batch,
-                    window,
-                    settings.http_timeout_seconds,
-                    settings.source_rate_limit,
-                    settings.rate_limit_timeout_seconds,
-                )
+                fetch(source, batch, window, settings.rate_limit_timeout_seconds)
                 for batch in extract.batch_locations(locations, settings.locations_per_request)
             ]
         extracted = time.perf_counter()
         with step("load", window):
-            loads = load_observations(dsn, window, locations, batches, flow_run_id, force)
+            loads = load_observations(warehouse, window, locations, batches, flow_run_id, force)
         return Ingested(loads, extracted - started, time.perf_counter() - extracted)
     except StepFailed as failure:
         try:
-            record_failed_days(dsn, window, str(failure), flow_run_id)
+            record_failed_days(warehouse, window, str(failure), flow_run_id)
         except Exception:  # the warehouse may be what failed; the original error is what matters
             pass
         raise
 
 
 def ingest_chunks(
-    settings: Settings,
-    dsn: SecretStr,
+    resources: Resources,
     locations: tuple[Location, ...],
     chunks: Sequence[Window],
     flow_run_id: str | None,
@@ -201,11 +194,11 @@ def ingest_chunks(
     pending = []
     queue = list(zip(chunks, chunk_locations or [None] * len(chunks), strict=True))
     while queue or pending:
-        while queue and len(pending) < settings.backfill_workers:
+        while queue and len(pending) < resources.settings.backfill_workers:
             chunk, ids = queue.pop(0)
             wanted = set(ids or ())
             fetched = locations if ids is None else tuple(loc for loc in locations if loc.location_id in wanted)
-            pending.append(ingest_window.submit(settings, dsn, fetched, chunk, flow_run_id, cache=False, force=force))
+            pending.append(ingest_window.submit(resources, fetched, chunk, flow_run_id, cache=False, force=force))
         done = next(as_completed(pending))
         pending.remove(done)
         try:
@@ -215,29 +208,33 @@ def ingest_chunks(
 
 
 def record_api_calls(
-    dsn: SecretStr, window: Window, locations: tuple[Location, ...], per_request: int, flow_run_id: str | None
+    warehouse: WarehouseConnection,
+    window: Window,
+    locations: tuple[Location, ...],
+    per_request: int,
+    flow_run_id: str | None,
 ) -> None:
     calls = sum(quota.chunk_calls([window], len(locations), per_request))
-    with warehouse.connect(dsn.get_secret_value()) as conn:
+    with warehouse.connect() as conn:
         quota.record(conn, calls, flow_run_id)
 
 
 @task(name="list-incomplete-days", cache_policy=NO_CACHE)
-def list_incomplete_days(dsn: SecretStr, before: date) -> list[date]:
+def list_incomplete_days(warehouse: WarehouseConnection, before: date) -> list[date]:
     """Days still incomplete before `before` (the revision horizon): the archive will not fill them now."""
-    with warehouse.connect(dsn.get_secret_value()) as conn:
+    with warehouse.connect() as conn:
         return ledger.incomplete_days(conn, before)
 
 
 @task(name="read-ledger", cache_policy=NO_CACHE)
-def read_ledger(dsn: SecretStr, window: Window) -> dict:
+def read_ledger(warehouse: WarehouseConnection, window: Window) -> dict:
     """The ledger's view of each day of `window` that has an entry."""
-    with warehouse.connect(dsn.get_secret_value()) as conn:
+    with warehouse.connect() as conn:
         return ledger.status(conn, window)
 
 
 def transform_window(
-    dsn: SecretStr,
+    warehouse: WarehouseConnection,
     window: Window,
     project_dir: Path,
     lock_timeout: float | None = None,
@@ -253,13 +250,13 @@ def transform_window(
     """
     with (
         step("dbt build", window),
-        warehouse.connect(dsn.get_secret_value(), autocommit=True) as conn,
-        warehouse.session_lock(conn, TRANSFORM_LOCK, on_wait=_say_waiting, timeout=lock_timeout),
+        warehouse.connect(autocommit=True) as conn,
+        session_lock(conn, TRANSFORM_LOCK, on_wait=_say_waiting, timeout=lock_timeout),
     ):
         dbt_started_at = conn.execute("select now()").fetchone()[0]
         transform.set_window(conn, window)
         try:
-            outcome = run_dbt(dsn, project_dir, parsed)
+            outcome = run_dbt(warehouse, project_dir, parsed)
         except transform.DbtCommandFailed as failed:
             # The days whose rows failed a test are marked failed, as a failed load would be:
             # `--reprocess failed` re-fetches them and `gaps` lists them.
@@ -267,7 +264,7 @@ def transform_window(
                 ledger.record_failure(conn, days, str(failed), runtime.flow_run.id, content_failed=True)
             raise
         with step("publish", window):
-            publish_window(dsn, window)
+            publish_window(warehouse, window)
         ledger.mark_transformed(conn, window, dbt_started_at)
     return outcome
 

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from dbt.contracts.graph.manifest import Manifest
     from dbt_common.events.base_types import EventMsg
 
+    from blocks.warehouse import WarehouseConnection
+
 FAILING_STATUSES = {"error", "fail", "runtime error"}
 # Prefect's logging levels as dbt names them.
 _DBT_LEVELS = {"DEBUG": "debug", "INFO": "info", "WARNING": "warn", "ERROR": "error", "CRITICAL": "error"}
@@ -112,8 +114,8 @@ def profile_env(dsn: str) -> dict[str, str]:
     return env
 
 
-def _dbt_environment(dsn: str) -> dict[str, str]:
-    return {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **profile_env(dsn)}
+def _dbt_environment(warehouse: "WarehouseConnection") -> dict[str, str]:
+    return {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **warehouse.dbt_environment()}
 
 
 @contextmanager
@@ -145,9 +147,11 @@ class ParsedProject:
     Use as a context manager, so the thread is always joined before the run ends.
     """
 
-    def __init__(self, dsn: str, project_dir: Path):
+    def __init__(self, warehouse: "WarehouseConnection", project_dir: Path):
         self._manifest: Manifest | None = None
-        self._thread = threading.Thread(target=self._parse, args=(dsn, project_dir), name="dbt-parse", daemon=True)
+        self._thread = threading.Thread(
+            target=self._parse, args=(warehouse, project_dir), name="dbt-parse", daemon=True
+        )
 
     def __enter__(self) -> "ParsedProject":
         self._thread.start()
@@ -160,11 +164,11 @@ class ParsedProject:
         self._thread.join()
         return self._manifest
 
-    def _parse(self, dsn: str, project_dir: Path) -> None:
+    def _parse(self, warehouse: "WarehouseConnection", project_dir: Path) -> None:
         try:
             from dbt.cli.main import dbtRunner
 
-            with _environment(_dbt_environment(dsn)):
+            with _environment(_dbt_environment(warehouse)):
                 result = dbtRunner().invoke(["parse", *_project_args(project_dir)], log_level="none")
             self._manifest = result.result if result.success else None
         except Exception:  # the build parses again and reports what is wrong
@@ -172,7 +176,7 @@ class ParsedProject:
 
 
 def build(
-    dsn: str,
+    warehouse: "WarehouseConnection",
     project_dir: Path,
     log: logging.Logger | logging.LoggerAdapter | None = None,
     parsed: ParsedProject | None = None,
@@ -190,7 +194,7 @@ def build(
     command = "build"
     manifest = parsed.manifest() if parsed is not None else None
     callbacks = [_forward_to(log, dbt_log_level())] if log is not None else []
-    with _environment(_dbt_environment(dsn)):
+    with _environment(_dbt_environment(warehouse)):
         # The console stays quiet: what matters reaches `log` through the callback.
         result = dbtRunner(manifest=manifest, callbacks=callbacks).invoke(
             [*dbt_args(), *_project_args(project_dir)], log_level="none", use_colors=False
@@ -200,7 +204,7 @@ def build(
     outcome = summarise(command, getattr(result.result, "results", None) or [])
     if not result.success:
         if outcome.failures:
-            with psycopg.connect(dsn, autocommit=True) as conn:
+            with warehouse.connect(autocommit=True) as conn:
                 outcome = dataclasses.replace(
                     outcome, failures=tuple(with_days(conn, failure) for failure in outcome.failures)
                 )

@@ -114,7 +114,7 @@ class Worker:
         self.env = stack.stack_env(paths, api_url, base) | {
             "PIPELINE_LOCATIONS_FILE": str(locations_file),
             "PIPELINE_FETCH_RETRY_BASE_SECONDS": "0.05",
-            # Were the blocks ignored, a run would start an embedded Postgres here instead.
+            # Were the blocks ignored, a run would fail for want of a warehouse: a run never starts one.
             "PIPELINE_DATA_DIR": str(paths.root / "worker-data"),
             "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PREFECT_WORKER_PREFETCH_SECONDS": "1",

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 from prefect.client.orchestration import get_client
 
-from blocks import SOURCE_API, WAREHOUSE, NotificationWebhook, SourceApi, WarehouseConnection, resolve_settings
+from blocks import SOURCE_API, WAREHOUSE, NotificationWebhook, SourceApi, WarehouseConnection, resolve_resources
 from pipeline import notify
 from tests.support import WebhookReceiver
 
@@ -68,7 +68,7 @@ def test_webhook_document_round_trip_signs_deliveries_with_its_key(configured, r
     assert delivery.headers["webhook-id"] == "msg_e2e"
 
 
-def test_resolve_settings_prefers_documents_and_keeps_the_environment_for_missing_ones(
+def test_resolve_resources_prefers_documents_and_keeps_the_environment_for_missing_ones(
     configured, database_url, source, monkeypatch
 ):
     monkeypatch.setenv("PIPELINE_SETTINGS_FROM_BLOCKS", "1")
@@ -76,10 +76,10 @@ def test_resolve_settings_prefers_documents_and_keeps_the_environment_for_missin
     monkeypatch.setenv("PIPELINE_SOURCE_URL", "http://127.0.0.1:1")
     monkeypatch.setenv("PIPELINE_WEBHOOK_URL", "https://hooks.example.com/from-env")
 
-    settings = resolve_settings()
+    resources = resolve_resources()
 
-    assert settings.database_url.get_secret_value() == database_url
-    assert settings.source_url == source.url
-    assert settings.source_rate_limit == "open-meteo-api"
+    assert resources.warehouse.database_url.get_secret_value() == database_url
+    assert resources.source.base_url == resources.settings.source_url == source.url
+    assert resources.source.rate_limit == "open-meteo-api"
     # No weather-webhook document was written (PIPELINE_WEBHOOK_URL was unset at deploy time).
-    assert settings.webhook_url.get_secret_value() == "https://hooks.example.com/from-env"
+    assert resources.webhook.url.get_secret_value() == "https://hooks.example.com/from-env"

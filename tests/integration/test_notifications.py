@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from blocks import Resources
 from flows.daily import daily_weather
 from pipeline import notify, outbox, warehouse
 from pipeline.cli import main
@@ -191,16 +192,16 @@ def test_a_day_that_fails_again_after_recovering_is_a_new_alert(notifying, sourc
 
 
 def test_outbox_retries_back_off_and_keep_the_webhook_id(notifying, db):
-    settings = Settings()
+    resources = Resources.build(Settings())
     notifying.fail_first(1)
     warehouse.migrate(db)
     with db.transaction():
-        outbox.enqueue(db, settings, notify.RUN_LATE, {"logical_date": str(DAY)}, "k", datetime.now(UTC))
+        outbox.enqueue(db, resources, notify.RUN_LATE, {"logical_date": str(DAY)}, "k", datetime.now(UTC))
 
-    first = outbox.deliver_due(db, settings)
-    not_yet = outbox.deliver_due(db, settings)  # not due: the next attempt waits its delay
+    first = outbox.deliver_due(db, resources)
+    not_yet = outbox.deliver_due(db, resources)  # not due: the next attempt waits its delay
     db.execute("update ops.outbox set next_attempt_at = now()")
-    second = outbox.deliver_due(db, settings)
+    second = outbox.deliver_due(db, resources)
 
     assert (first, not_yet, second) == (0, 0, 1)
     [(attempts, last_error)] = db.execute("select attempts, last_error from ops.outbox").fetchall()

@@ -1,8 +1,17 @@
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from blocks import NotificationWebhook, SourceApi, WarehouseConnection, blocks_enabled, resolve_settings
+from blocks import (
+    NotificationWebhook,
+    Resources,
+    SourceApi,
+    WarehouseConnection,
+    WarehouseNotConfigured,
+    blocks_enabled,
+    resolve_resources,
+)
 from blocks.documents import describe_origins, overrides
+from pipeline import notify
 from pipeline.settings import Settings
 
 DSN = "postgresql://weather:hunter2@db.internal:5432/weather"
@@ -32,6 +41,26 @@ def test_warehouse_connection_rejects_an_unparseable_dsn_without_echoing_it():
 
     assert "not a valid libpq connection string" in str(rejected.value)
     assert "hunter2" not in str(rejected.value)
+
+
+def test_warehouse_connection_with_session_limits_connects_and_runs_dbt_with_them():
+    block = WarehouseConnection(database_url=DSN).with_session_limits(30, 600)
+    limits = "-c lock_timeout=30000 -c statement_timeout=600000"
+
+    assert limits in block.dsn()
+    assert block.dbt_environment()["PGOPTIONS"] == limits
+    assert block.dbt_environment()["DBT_ENV_SECRET_PASSWORD"] == "hunter2"
+    assert block.describe() == "weather@db.internal:5432/weather"
+    assert "hunter2" not in repr(block)
+
+
+def test_warehouse_connection_session_limits_are_not_saved_with_the_document():
+    block = WarehouseConnection(database_url=DSN).with_session_limits(30, 600)
+
+    assert set(block.model_dump()) >= {"database_url"}
+    assert "lock_timeout" not in block.model_dump_json()
+    assert WarehouseConnection(database_url=DSN).dsn() == DSN
+    assert "PGOPTIONS" not in WarehouseConnection(database_url=DSN).dbt_environment()
 
 
 def test_source_api_defaults_are_the_settings_defaults():
@@ -69,6 +98,16 @@ def test_notification_webhook_rejects_a_key_that_is_not_whsec_base64(key):
         NotificationWebhook(url=HOOK, signing_key=key)
 
     assert "input_value" not in str(rejected.value)
+
+
+def test_notification_webhook_accepts_a_key_whose_base64_lost_its_padding():
+    padded = "whsec_c2VjcmV0IQ=="  # base64 of "secret!"
+    unpadded = padded.rstrip("=")
+
+    block = NotificationWebhook(url=HOOK, signing_key=unpadded)
+
+    assert block.signing_key.get_secret_value() == unpadded
+    assert notify.sign(unpadded, "msg_1", 1700000000, b"{}") == notify.sign(padded, "msg_1", 1700000000, b"{}")
 
 
 def test_notification_webhook_signing_key_is_optional():
@@ -146,12 +185,56 @@ def test_blocks_enabled_rejects_an_unknown_flag(monkeypatch):
         blocks_enabled()
 
 
-def test_resolve_settings_outside_a_deployment_reads_only_the_environment(monkeypatch, no_pipeline_env):
+def test_resolve_resources_outside_a_deployment_reads_only_the_environment(monkeypatch, no_pipeline_env):
     monkeypatch.setenv("PIPELINE_DATABASE_URL", DSN)
     monkeypatch.setenv("PIPELINE_SOURCE_URL", "http://127.0.0.1:9")
 
-    settings = resolve_settings()
+    resources = resolve_resources()
 
-    assert settings == Settings()
-    assert settings.database_url == SecretStr(DSN)
-    assert settings.source_url == "http://127.0.0.1:9"
+    assert resources == Resources.build(Settings())
+    assert resources.warehouse.database_url == SecretStr(DSN)
+    assert resources.source.base_url == "http://127.0.0.1:9"
+    assert resources.settings.source_url == "http://127.0.0.1:9"
+
+
+def test_resources_keep_secrets_in_the_blocks_not_in_the_settings():
+    settings = Settings(
+        database_url=DSN,
+        webhook_url=HOOK,
+        webhook_secret=SPEC_SECRET,
+        lock_timeout_seconds=30,
+        statement_timeout_seconds=600,
+    )
+
+    resources = Resources.build(settings)
+
+    assert (resources.settings.database_url, resources.settings.webhook_url, resources.settings.webhook_secret) == (
+        None,
+        None,
+        None,
+    )
+    assert resources.warehouse.database_url == SecretStr(DSN)
+    assert "-c lock_timeout=30000 -c statement_timeout=600000" in resources.warehouse.dsn()
+    assert resources.webhook.url == SecretStr(HOOK)
+    assert resources.webhook.signing_key == SecretStr(SPEC_SECRET)
+
+
+def test_resources_prefer_documents_over_the_environment():
+    settings = Settings(database_url="postgresql://nobody@127.0.0.1:1/none", source_url="http://127.0.0.1:1")
+    source = SourceApi(base_url="http://127.0.0.1:8080", timeout_seconds=5, rate_limit="")
+
+    resources = Resources.build(settings, WarehouseConnection(database_url=DSN), source, None)
+
+    assert resources.warehouse.describe() == "weather@db.internal:5432/weather"
+    assert resources.source == source
+    assert (resources.settings.source_url, resources.settings.source_rate_limit) == ("http://127.0.0.1:8080", "")
+    assert resources.webhook is None
+
+
+def test_resources_without_a_warehouse_name_what_to_configure_and_start_none(no_pipeline_env, tmp_path):
+    resources = Resources.build(Settings(data_dir=tmp_path))
+
+    assert resources.configured_warehouse is None
+    with pytest.raises(WarehouseNotConfigured, match="PIPELINE_DATABASE_URL.*weather-warehouse"):
+        _ = resources.warehouse
+    assert not (tmp_path / "postgres").exists()
