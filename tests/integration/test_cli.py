@@ -96,3 +96,23 @@ def test_demo_runs_end_to_end_on_a_fresh_machine():
     assert result.stdout.rstrip().splitlines()[-1].startswith("next: the run, its steps and dbt's log")
     assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_gaps_without_a_configured_warehouse_uses_the_embedded_local_postgres():
+    """The CLI, unlike a deployment run, starts the local warehouse when none is configured."""
+    # Outside pytest's temporary root, for the embedded server's unprivileged user (see the demo test).
+    tmp_path = Path(tempfile.mkdtemp(prefix="weather-gaps-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "PREFECT_"))}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PIPELINE_DATA_DIR": str(tmp_path / "data")}
+    since = datetime.now(UTC).date() - timedelta(days=2)
+    pipeline = Path(sys.executable).with_name("pipeline")
+
+    result = subprocess.run(
+        [str(pipeline), "gaps", "--since", str(since)], env=env, capture_output=True, text=True, timeout=120
+    )
+
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert f"checked {since}" in result.stdout
+    assert "missing:    " in result.stdout
+    assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()
+    shutil.rmtree(tmp_path, ignore_errors=True)

@@ -156,6 +156,21 @@ def test_transient_faults_at_a_high_rate_converge_to_the_clean_result(pipeline_e
     assert checksums(db, "mart") == clean_mart
 
 
+def test_a_run_without_a_configured_warehouse_fails_naming_the_setting_and_starts_none(
+    pipeline_env, monkeypatch, tmp_path
+):
+    monkeypatch.delenv("PIPELINE_DATABASE_URL")
+    monkeypatch.setenv("PIPELINE_DATA_DIR", str(tmp_path / "data"))
+
+    state = run()
+
+    assert state.is_failed()
+    message = failure_message(state)
+    assert message.startswith("prepare failed for 2024-03-09: no warehouse is configured")
+    assert "PIPELINE_DATABASE_URL" in message and "weather-warehouse" in message
+    assert not (tmp_path / "data").exists()
+
+
 def test_a_400_fails_at_once_with_the_api_reason(pipeline_env, db, source):
     state = run(date(1939, 12, 31))
 
