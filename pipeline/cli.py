@@ -123,7 +123,7 @@ LogicalDate = Annotated[date | None, _day_option("logical date YYYY-MM-DD (defau
 @app.command("run")
 def run_command(day: LogicalDate = None) -> int:
     """run the daily flow for one logical date"""
-    return execute(lambda: _with_local_warehouse(lambda: _run_daily(day)))
+    return execute(lambda: _with_local_warehouse(lambda: _run_daily(day), flows=True))
 
 
 @app.command("demo")
@@ -163,7 +163,7 @@ def backfill_command(
     yes: Annotated[bool, typer.Option("--yes", help="allow a range longer than PIPELINE_BACKFILL_MAX_DAYS")] = False,
 ) -> int:
     """load an inclusive range of logical dates"""
-    return execute(lambda: _with_local_warehouse(lambda: _backfill(start, end, reprocess, dry_run, yes)))
+    return execute(lambda: _with_local_warehouse(lambda: _backfill(start, end, reprocess, dry_run, yes), flows=True))
 
 
 @app.command("gaps")
@@ -208,22 +208,25 @@ def source_serve_command(
 stack_cli.add_commands(app, execute)
 
 
-def _with_local_warehouse(command: Callable[[], int]) -> int:
-    with _local_warehouse_unless_configured():
+def _with_local_warehouse(command: Callable[[], int], flows: bool = False) -> int:
+    with _local_warehouse_unless_configured(flows):
         return command()
 
 
 @contextmanager
-def _local_warehouse_unless_configured() -> Iterator[None]:
+def _local_warehouse_unless_configured(flows: bool) -> Iterator[None]:
     """With no warehouse configured, start the embedded local Postgres and make it this command's warehouse.
 
     It reaches the flows the command runs, in this process, as PIPELINE_DATABASE_URL; a flow run by a
     deployment's worker never starts one of its own.
+
+    Args:
+        flows: the command runs flows, which may read the warehouse from its block document.
     """
     from blocks import resolve_resources
     from pipeline import embedded
 
-    resources = resolve_resources()
+    resources = resolve_resources() if flows else _resources()
     if resources.configured_warehouse is not None:
         yield
         return
@@ -235,9 +238,11 @@ def _local_warehouse_unless_configured() -> Iterator[None]:
 
 
 def _resources() -> "Resources":
-    from blocks import resolve_resources
+    """The resources of a command that is not a flow run: from the environment alone, never from blocks."""
+    from blocks import Resources
+    from pipeline.settings import Settings
 
-    return resolve_resources()
+    return Resources.build(Settings())
 
 
 def _finished(state, command: str) -> "RunSummary | None":
