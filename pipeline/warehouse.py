@@ -46,7 +46,7 @@ def with_timeouts(dsn: str, lock_timeout: float, statement_timeout: float) -> st
     info = psycopg.conninfo.conninfo_to_dict(dsn)
     limits = f"-c lock_timeout={_milliseconds(lock_timeout)} -c statement_timeout={_milliseconds(statement_timeout)}"
     existing = str(info.get("options") or "")
-    if limits in existing:  # a DSN that already carries them (the demo passes its DSN on)
+    if limits in existing:  # a DSN that already carries them, e.g. one handed on to a `pipeline run`
         return dsn
     options = " ".join(part for part in (existing, limits) if part)
     return psycopg.conninfo.make_conninfo(dsn, options=options)
