@@ -33,6 +33,7 @@ import psycopg
 from psycopg import sql
 
 from pipeline import extract, load, warehouse
+from pipeline.defaults import OFFLINE_ENV
 from pipeline.locations import Location, read_locations
 from pipeline.transform import dbt_args, profile_env
 from pipeline.window import Window, chunk, daily_window
@@ -61,9 +62,7 @@ class Bench:
         self.admin = admin
         self.work = work
         self.env = os.environ | {
-            "DO_NOT_TRACK": "1",
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            **OFFLINE_ENV,
             "PREFECT_HOME": str(work / "prefect"),
             "PREFECT_LOGGING_LEVEL": "WARNING",
             "PIPELINE_SOURCE_RATE_LIMIT": "",

@@ -8,7 +8,8 @@ from prefect import flow, get_run_logger, runtime
 from blocks import Resources, resolve_resources
 from pipeline.backfill import revisit_window
 from pipeline.errors import step
-from pipeline.runs import alert_incomplete_days, run_notifier, scheduled_logical_date
+from pipeline.lookups import scheduled_logical_date
+from pipeline.runs import alert_incomplete_days, run_notifier
 from pipeline.settings import Settings
 from pipeline.summary import RunSummary, TestCounts, WindowSummary
 from pipeline.tasks import ingest_window, list_incomplete_days, prepare_warehouse, read_ledger, transform_window

@@ -9,7 +9,7 @@ from prefect.logging import get_run_logger
 
 from blocks import resolve_resources
 from pipeline import alerts, notify, outbox, warehouse
-from pipeline.runs import run_link
+from pipeline.lookups import run_link
 from pipeline.window import logical_date_for
 
 

@@ -70,9 +70,10 @@ def _usage_message(exc: click_exceptions.UsageError) -> str:
 
 def execute(command: Callable[[], int], quiet: bool = False) -> int:
     """Run one command under the pipeline's Prefect settings; bad input ends in one line and exit 2."""
-    # Nothing here may call home: this machine may have no internet at all.
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    from pipeline.defaults import OFFLINE_ENV
+
+    for name, value in OFFLINE_ENV.items():
+        os.environ.setdefault(name, value)
     if quiet:
         # Prefect configures its logging on import: from then on only warnings reach the terminal,
         # while every line (dbt's node by node) still goes to the run's log on the server.

@@ -18,7 +18,7 @@ from prefect.settings import (
 
 from blocks import Resources
 from pipeline import alerts, notify, outbox, warehouse
-from pipeline.runs import daily_run_for
+from pipeline.lookups import daily_run_for
 
 DAILY_DEPLOYMENT = "daily-weather/daily"
 

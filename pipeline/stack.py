@@ -13,6 +13,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from pydantic import SecretStr
 
 from pipeline import embedded
+from pipeline.defaults import OFFLINE_ENV
 from pipeline.deploy import Say, configure_server
 from pipeline.processes import (
     STOP_TIMEOUT_SECONDS,
@@ -133,9 +134,7 @@ def stack_env(paths: StackPaths, api_url: str, base: Mapping[str, str] | None = 
         **(os.environ if base is None else base),
         "PREFECT_HOME": str(paths.prefect_home),
         "PREFECT_API_URL": api_url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        **OFFLINE_ENV,
     }
 
 

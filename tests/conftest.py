@@ -8,13 +8,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from pipeline.defaults import OFFLINE_ENV
 from pipeline.source_server import FaultPlan, SourceServer
 
 # Tests must never call home, and a fresh PREFECT_HOME needs longer than Prefect's default
 # 20 s to start its first temporary server.
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+for name, value in OFFLINE_ENV.items():
+    os.environ.setdefault(name, value)
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -12,6 +12,7 @@ import httpx
 import psutil
 import pytest
 
+from pipeline.defaults import OFFLINE_ENV
 from pipeline.processes import free_port
 
 PIPELINE = str(Path(sys.executable).with_name("pipeline"))
@@ -30,7 +31,7 @@ def test_pipeline_up_then_down_stops_exactly_the_processes_it_started(data_dir):
     tmp_path = data_dir
     port = free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith(("PIPELINE_", "PREFECT_"))}
-    env |= {"PIPELINE_DATA_DIR": str(tmp_path), "DO_NOT_TRACK": "1"}
+    env |= {"PIPELINE_DATA_DIR": str(tmp_path), **OFFLINE_ENV}
     # `&` in a non-interactive shell starts the command with SIGINT ignored, which every child
     # inherits: the case in which a Prefect worker used to shrug off SIGTERM.
     up = subprocess.run(

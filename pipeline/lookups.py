@@ -1,0 +1,46 @@
+"""What the Prefect server knows about runs: the current run's logical date, links, a day's daily run."""
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from prefect import get_client, runtime
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterExpectedStartTime,
+)
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.settings import PREFECT_UI_URL
+
+from pipeline.window import logical_date_for
+
+
+def scheduled_logical_date() -> date:
+    """The logical date of the current flow run, from its *scheduled* start time."""
+    scheduled = runtime.flow_run.scheduled_start_time
+    return logical_date_for(datetime.fromisoformat(scheduled.isoformat()))
+
+
+def run_link(flow_run_id: str | None) -> str | None:
+    ui_url = PREFECT_UI_URL.value()
+    return f"{ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}" if ui_url and flow_run_id else None
+
+
+def daily_run_for(logical_date: date, deployment_name: str) -> dict | None:
+    """The newest flow run of the daily deployment scheduled for `logical_date`, as the Prefect server knows it."""
+    scheduled_from = datetime.combine(logical_date + timedelta(days=1), time(), tzinfo=UTC)
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(deployment_name)
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id]),
+                expected_start_time=FlowRunFilterExpectedStartTime(
+                    after_=scheduled_from, before_=scheduled_from + timedelta(days=1) - timedelta(microseconds=1)
+                ),
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=1,
+        )
+    if not runs:
+        return None
+    run = runs[0]
+    return {"id": str(run.id), "name": run.name, "state": run.state_name, "url": run_link(str(run.id))}
