@@ -115,7 +115,7 @@ def test_dbt_unit_tests_pass(pipeline_env, db, tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "PASS=4" in result.stdout
+    assert "PASS=5" in result.stdout
 
 
 def test_daily_run_is_idempotent_over_reruns_and_overlapping_windows(pipeline_env, db):
