@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
-from prefect.settings import get_current_settings
 from psycopg import sql
 
+from pipeline.defaults import OFFLINE_ENV
 from pipeline.errors import first_line
 from pipeline.warehouse import query
 from pipeline.window import Window, consecutive_runs
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from blocks.warehouse import WarehouseConnection
 
 FAILING_STATUSES = {"error", "fail", "runtime error"}
-# Prefect's logging levels as dbt names them.
-_DBT_LEVELS = {"DEBUG": "debug", "INFO": "info", "WARNING": "warn", "ERROR": "error", "CRITICAL": "error"}
 
 
 @dataclass(frozen=True)
@@ -115,7 +113,7 @@ def profile_env(dsn: str) -> dict[str, str]:
 
 
 def _dbt_environment(warehouse: "WarehouseConnection") -> dict[str, str]:
-    return {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **warehouse.dbt_environment()}
+    return {**OFFLINE_ENV, **warehouse.dbt_environment()}
 
 
 @contextmanager
@@ -193,7 +191,7 @@ def build(
 
     command = "build"
     manifest = parsed.manifest() if parsed is not None else None
-    callbacks = [_forward_to(log, dbt_log_level())] if log is not None else []
+    callbacks = [_forward_to(log)] if log is not None else []
     with _environment(_dbt_environment(warehouse)):
         # The console stays quiet: what matters reaches `log` through the callback.
         result = dbtRunner(manifest=manifest, callbacks=callbacks).invoke(
@@ -218,25 +216,18 @@ _NOISY_EVENTS = {"LogStartLine", "NewConnection", "ConnectionUsed", "Concurrency
 _LOG_LEVELS = {"debug": logging.DEBUG, "test": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING}
 
 
-def _forward_to(log: logging.Logger | logging.LoggerAdapter, level: str) -> Callable[["EventMsg"], None]:
+def _forward_to(log: logging.Logger | logging.LoggerAdapter) -> Callable[["EventMsg"], None]:
+    """A dbt callback that logs each event `log` would keep, secrets scrubbed."""
     from dbt_common.exceptions.base import env_secrets, scrub_secrets
-
-    wanted = _LOG_LEVELS.get(level, logging.ERROR)
 
     def forward(event: "EventMsg") -> None:
         # Called from dbt's worker threads; loggers are thread-safe.
         severity = _LOG_LEVELS.get(event.info.level, logging.ERROR)
-        if severity < wanted or event.info.name in _NOISY_EVENTS or not event.info.msg:
+        if event.info.name in _NOISY_EVENTS or not event.info.msg or not log.isEnabledFor(severity):
             return
         log.log(severity, "dbt: %s", scrub_secrets(event.info.msg, env_secrets()))
 
     return forward
-
-
-def dbt_log_level() -> str:
-    """Prefect's logging level as dbt names it (Prefect says WARNING where dbt says warn)."""
-    level = str(get_current_settings().logging.level).upper()
-    return _DBT_LEVELS.get(level, "info")
 
 
 def summarise(command: str, results: list) -> DbtOutcome:

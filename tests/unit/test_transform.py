@@ -1,12 +1,13 @@
+import logging
+import os
 from datetime import date
-
-from prefect.settings import PREFECT_LOGGING_LEVEL, temporary_settings
+from types import SimpleNamespace
 
 from pipeline.transform import (
     DbtOutcome,
     NodeFailure,
+    _forward_to,
     dbt_args,
-    dbt_log_level,
     describe_failures,
     failing_days,
     profile_env,
@@ -56,9 +57,29 @@ def test_describe_failures_names_each_failing_node_with_its_row_count_and_days()
     )
 
 
-def test_dbt_log_level_maps_prefects_warning_to_dbts_warn():
-    with temporary_settings({PREFECT_LOGGING_LEVEL: "WARNING"}):
-        assert dbt_log_level() == "warn"
+def event(level: str, msg: str, name: str = "LogTestResult") -> SimpleNamespace:
+    """The fields of a dbt EventMsg that the forwarder reads."""
+    return SimpleNamespace(info=SimpleNamespace(level=level, msg=msg, name=name))
+
+
+def test_dbt_events_reach_the_log_at_its_level_without_noise_or_secrets(caplog, monkeypatch):
+    monkeypatch.setitem(os.environ, "DBT_ENV_SECRET_PASSWORD", "s3cret-pw")
+    log = logging.getLogger("test.dbt.forward")
+    forward = _forward_to(log)
+    with caplog.at_level(logging.DEBUG, logger="test.dbt.forward"):
+        log.setLevel(logging.WARNING)
+        forward(event("info", "1 of 48 PASS stg_hourly_weather_unique_location_hour"))
+        forward(event("warn", "Database error while connecting as etl with s3cret-pw"))
+        forward(event("error", "connection refused", name="NewConnection"))
+        log.setLevel(logging.INFO)
+        forward(event("info", "2 of 48 PASS fct_daily_weather_unique_location_day"))
+        forward(event("info", "2 of 48 START test", name="LogStartLine"))
+        forward(event("debug", "acquiring connection"))
+
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "dbt: Database error while connecting as etl with *****"),
+        (logging.INFO, "dbt: 2 of 48 PASS fct_daily_weather_unique_location_day"),
+    ]
 
 
 def test_profile_env_passes_the_dsns_options_to_dbt_as_pgoptions():
