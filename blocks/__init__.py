@@ -8,6 +8,7 @@ from blocks.documents import (
     apply_blocks,
     blocks_enabled,
     resolve_resources,
+    warehouse_configured,
 )
 from blocks.resources import Resources, WarehouseNotConfigured
 from blocks.source import SourceApi
@@ -27,4 +28,5 @@ __all__ = [
     "apply_blocks",
     "blocks_enabled",
     "resolve_resources",
+    "warehouse_configured",
 ]

@@ -55,6 +55,16 @@ def resolve_resources() -> Resources:
     return Resources.build(settings, *documents)
 
 
+def warehouse_configured(settings: Settings, from_blocks: bool = True) -> bool:
+    """Whether `resolve_resources()` would find a warehouse, reading at most the warehouse's document.
+
+    `from_blocks=False`: for a command that never reads blocks, only the environment counts.
+    """
+    if settings.database_url is not None:
+        return True
+    return from_blocks and blocks_enabled() and _load(WarehouseConnection, WAREHOUSE) is not None
+
+
 def overrides(
     warehouse: WarehouseConnection | None, source: SourceApi | None, webhook: NotificationWebhook | None
 ) -> tuple[dict, dict[str, str]]:

@@ -224,14 +224,15 @@ def _local_warehouse_unless_configured(flows: bool) -> Iterator[None]:
     Args:
         flows: the command runs flows, which may read the warehouse from its block document.
     """
-    from blocks import resolve_resources
+    from blocks import warehouse_configured
     from pipeline import embedded
+    from pipeline.settings import Settings
 
-    resources = resolve_resources() if flows else _resources()
-    if resources.configured_warehouse is not None:
+    settings = Settings()
+    if warehouse_configured(settings, from_blocks=flows):
         yield
         return
-    os.environ["PIPELINE_DATABASE_URL"] = embedded.start(resources.settings.data_dir)
+    os.environ["PIPELINE_DATABASE_URL"] = embedded.start(settings.data_dir)
     try:
         yield
     finally:

@@ -6,8 +6,17 @@ from datetime import UTC, datetime
 import pytest
 from prefect.client.orchestration import get_client
 
-from blocks import SOURCE_API, WAREHOUSE, NotificationWebhook, SourceApi, WarehouseConnection, resolve_resources
+from blocks import (
+    SOURCE_API,
+    WAREHOUSE,
+    NotificationWebhook,
+    SourceApi,
+    WarehouseConnection,
+    resolve_resources,
+    warehouse_configured,
+)
 from pipeline import notify
+from pipeline.settings import Settings
 from tests.support import WebhookReceiver
 
 SIGNING_KEY = "whsec_" + base64.b64encode(b"e2e-test-signing-key-0123").decode()
@@ -83,3 +92,16 @@ def test_resolve_resources_prefers_documents_and_keeps_the_environment_for_missi
     assert resources.source.rate_limit == "open-meteo-api"
     # No weather-webhook document was written (PIPELINE_WEBHOOK_URL was unset at deploy time).
     assert resources.webhook.url.get_secret_value() == "https://hooks.example.com/from-env"
+
+
+def test_a_warehouse_document_counts_as_configured_only_where_blocks_are_read(configured, monkeypatch):
+    """`pipeline run` starts the local Postgres only when neither the environment nor the document names one."""
+    monkeypatch.delenv("PIPELINE_DATABASE_URL", raising=False)
+    monkeypatch.setenv("PIPELINE_SETTINGS_FROM_BLOCKS", "1")
+    assert warehouse_configured(Settings())
+    assert not warehouse_configured(Settings(), from_blocks=False)
+
+    monkeypatch.setenv("PIPELINE_SETTINGS_FROM_BLOCKS", "0")
+    assert not warehouse_configured(Settings())
+    monkeypatch.setenv("PIPELINE_DATABASE_URL", "postgresql://etl@db.internal/warehouse")
+    assert warehouse_configured(Settings(), from_blocks=False)
