@@ -140,6 +140,18 @@ def dbt_build_cli(env: dict, dsn: str) -> float:
     return time.perf_counter() - started
 
 
+EMPTY_FLOW = "from prefect import flow\n\n@flow(name='empty')\ndef empty():\n    pass\n\nempty()\n"
+
+
+def empty_flow(env: dict) -> float:
+    """Seconds for a process that runs a flow doing nothing on the same Prefect server: what any flow run costs."""
+    started = time.perf_counter()
+    result = subprocess.run([str(BIN / "python"), "-c", EMPTY_FLOW], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"the empty flow failed:\n{result.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
 def copy_ceiling(
     dsn: str, source_url: str, locations: tuple[Location, ...], windows: list[Window]
 ) -> tuple[float, int]:
@@ -298,19 +310,23 @@ def main() -> None:
             dsn = bench.fresh_database("weather_bench")
             env = {"PIPELINE_DATABASE_URL": dsn, "PIPELINE_LOCATIONS_FILE": str(large), "PIPELINE_LOOKBACK_DAYS": "5"}
             bench.pipeline(["run", "--date", str(DAY - timedelta(days=1))], **env)  # warm-up: schema, dbt parse
-            walls, dbts, clis = [], [], []
-            # Alternating, so both see the same machine: the daily run for a day, then a bare
-            # `dbt build` of the window it just built (same project, same partial-parse state).
+            walls, dbts, clis, empties = [], [], [], []
+            # Alternating, so all see the same machine: the daily run for a day, then a bare
+            # `dbt build` of the window it just built (same project, same partial-parse state),
+            # then a flow that does nothing (Prefect's own cost of a run: import, flow run, exit).
             for offset in range(args.repeats):
                 wall, _, output = bench.pipeline(["run", "--date", str(DAY + timedelta(days=offset))], **env)
                 walls.append(wall), dbts.append(step_seconds(output)["dbt"])
                 clis.append(dbt_build_cli(bench.env, dsn))
+                empties.append(empty_flow(bench.env))
             wall, dbt, cli = statistics.median(walls), statistics.median(dbts), statistics.median(clis)
+            empty = statistics.median(empties)
             print(
                 f"daily × 1,000 locations (6-day window) vs bare `dbt build`, median of {args.repeats}: "
                 f"daily run wall {wall:.1f} s (its dbt build + publish {dbt:.1f} s) | "
-                f"`dbt {' '.join(dbt_args())}` CLI wall {cli:.1f} s | "
-                f"daily run / dbt build = {wall / cli:.2f}×, in-flow dbt step / dbt build CLI = {dbt / cli:.2f}×"
+                f"`dbt {' '.join(dbt_args())}` CLI wall {cli:.1f} s | empty flow run {empty:.1f} s | "
+                f"daily run / dbt build = {wall / cli:.2f}×, in-flow dbt step / dbt build CLI = {dbt / cli:.2f}×, "
+                f"daily run / (empty flow run + dbt build) = {wall / (empty + cli):.2f}×"
             )
             bench.drop_database("weather_bench")
     finally:
