@@ -167,7 +167,7 @@ class ParsedProject:
             from dbt.cli.main import dbtRunner
 
             with _environment(_dbt_environment(warehouse)):
-                result = dbtRunner().invoke(["parse", *_project_args(project_dir)], log_level="none")
+                result = dbtRunner().invoke(["parse", "--no-write-json", *_project_args(project_dir)], log_level="none")
             self._manifest = result.result if result.success else None
         except Exception:  # the build parses again and reports what is wrong
             self._manifest = None
