@@ -35,12 +35,16 @@ def message_id(event_type: str, key: str) -> str:
     return "msg_" + uuid.uuid5(uuid.NAMESPACE_URL, f"{event_type}/{key}").hex
 
 
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """`webhook-signature` per Standard Webhooks: v1,base64(HMAC-SHA256(key, "{id}.{ts}.{body}"))."""
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a `whsec_<base64>` secret; raises binascii.Error when it is not base64."""
     encoded = secret.removeprefix("whsec_")
     # Secrets are often copied without their base64 padding; Standard Webhooks consumers accept that.
-    key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """`webhook-signature` per Standard Webhooks: v1,base64(HMAC-SHA256(key, "{id}.{ts}.{body}"))."""
+    mac = hmac.new(signing_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(mac).decode()
 
 
