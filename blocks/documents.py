@@ -43,10 +43,13 @@ def blocks_enabled() -> bool:
 
 def resolve_resources() -> Resources:
     """`Settings()` from the environment, with the blocks from their documents where they exist (in deployment
-    runs) and from the environment otherwise. It never starts a warehouse."""
+    runs) and from the environment otherwise; PIPELINE_WAREHOUSE_BLOCK's document in any run without
+    PIPELINE_DATABASE_URL. It never starts a warehouse."""
     settings = Settings()
     if not blocks_enabled():
-        if settings.warehouse_block is None:
+        # Outside deployments the environment wins, as for every block: with PIPELINE_DATABASE_URL set,
+        # `check-freshness` needs no Prefect API even where PIPELINE_WAREHOUSE_BLOCK is set.
+        if settings.warehouse_block is None or settings.database_url is not None:
             return Resources.build(settings)
         warehouse = load_warehouse(settings)
         _run_logger().info(describe_origins(overrides(warehouse, None, None, settings.warehouse_block)[1]))

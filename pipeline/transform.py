@@ -6,6 +6,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -243,7 +244,10 @@ def build(
     if emit_assets and manifest is not None:
         from pipeline import assets
 
-        assets.emit(assets.dbt_materializations(manifest, results))
+        started = time.perf_counter()
+        sent = assets.emit(assets.dbt_materializations(manifest, results))
+        if log is not None:
+            log.info("dbt: %d asset events sent in %.1f ms", sent, (time.perf_counter() - started) * 1000)
     return _outcome(warehouse, command, results, result.success)
 
 
@@ -259,11 +263,26 @@ def build_with_prefect_dbt(warehouse: "Warehouse", project_dir: Path, prefect_lo
         settings = PrefectDbtSettings(
             project_dir=project_dir, profiles_dir=profiles, log_level=dbt_event_level(prefect_log_level)
         )
+        running = set(threading.enumerate())
         try:
             result = PrefectDbtRunner(settings=settings, raise_on_failure=False).invoke(dbt_args())
         except ValueError as exc:  # dbt could not run at all
             raise DbtCommandFailed(f"dbt {command} could not run: {first_line(exc)}") from None
+        finally:
+            _join_node_tasks(running, NODE_TASKS_JOIN_SECONDS)
     return _outcome(warehouse, command, getattr(result.result, "results", None) or [], result.success)
+
+
+# PrefectDbtRunner ends each node's task run in a daemon thread it never joins: a `pipeline run`
+# process exiting right after the flow cut them off mid-report ("can't register atexit after shutdown").
+NODE_TASKS_JOIN_SECONDS = 60.0
+
+
+def _join_node_tasks(running: set[threading.Thread], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for thread in set(threading.enumerate()) - running:
+        if thread.daemon and thread.name.endswith("(run_task)"):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _outcome(warehouse: "Warehouse", command: str, results: list, success: bool) -> DbtOutcome:

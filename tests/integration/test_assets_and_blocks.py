@@ -15,6 +15,7 @@ from prefect.events.worker import EventsWorker
 from prefect_sqlalchemy import SqlAlchemyConnector
 from psycopg import sql
 
+from blocks import WarehouseNotConfigured, resolve_resources
 from flows.daily import daily_weather
 from tests.support import poll_until
 
@@ -195,3 +196,11 @@ def test_dbt_nodes_as_tasks_builds_a_task_per_node_at_any_log_level_and_names_fa
 
     assert failed.is_failed()
     assert f"stg_hourly_weather_temperature_2m_range (1 rows on {DAY})" in failure_message(failed)
+
+
+def test_a_warehouse_block_name_without_a_document_fails_naming_it(pipeline_env, monkeypatch):
+    monkeypatch.delenv("PIPELINE_DATABASE_URL")
+    monkeypatch.setenv("PIPELINE_WAREHOUSE_BLOCK", "no-such-connector")
+
+    with pytest.raises(WarehouseNotConfigured, match="'no-such-connector'"):
+        resolve_resources()

@@ -298,3 +298,11 @@ def test_resources_without_a_warehouse_name_what_to_configure_and_start_none(no_
     with pytest.raises(WarehouseNotConfigured, match="PIPELINE_DATABASE_URL.*weather-warehouse"):
         _ = resources.warehouse
     assert not (tmp_path / "postgres").exists()
+
+
+def test_resolve_resources_outside_a_deployment_prefers_the_database_url_to_a_named_block(monkeypatch, no_pipeline_env):
+    monkeypatch.setenv("PIPELINE_DATABASE_URL", DSN)
+    monkeypatch.setenv("PIPELINE_WAREHOUSE_BLOCK", "analytics-postgres")
+
+    # No Prefect API is asked: the variable says where the warehouse is.
+    assert resolve_resources().warehouse.describe() == "weather@db.internal:5432/weather"
