@@ -17,6 +17,7 @@ from psycopg import sql
 
 from blocks import WarehouseNotConfigured, resolve_resources
 from flows.daily import daily_weather
+from pipeline.cli import main
 from tests.support import poll_until
 
 DAY = date(2024, 3, 9)
@@ -138,7 +139,11 @@ def test_a_daily_run_on_a_users_connector_block_never_shows_its_password(users_b
     assert password not in json.dumps([artifact.model_dump(mode="json") for artifact in artifacts])
     assert password not in json.dumps([event.model_dump(mode="json") for event in events])
     assert password not in caplog.text
+    # A command that is not a flow run reads the same document: DAY is loaded, the days after it are not.
+    assert main(["gaps", "--since", str(DAY)]) == 1
     captured = capfd.readouterr()
+    assert f"checked {DAY}.." in captured.out
+    assert f"pipeline backfill --start {DAY + timedelta(days=1)} " in captured.out
     assert password not in captured.out + captured.err
 
 
