@@ -127,11 +127,11 @@ class Warehouse:
     def connect(self, autocommit: bool = False) -> psycopg.Connection:
         """A psycopg 3 connection from the connector's engine, closed by `with`; a failure names the server only."""
         try:
+            # The pool hands on the driver's own error: SQLAlchemy wraps it only on `engine.connect()`.
             proxied = self.engine().raw_connection()
-        except DBAPIError as exc:
-            raise WarehouseError(
-                f"cannot connect to the warehouse at {self.describe()}: {first_line(exc.orig or exc)}"
-            ) from None
+        except (psycopg.Error, DBAPIError) as exc:
+            cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+            raise WarehouseError(f"cannot connect to the warehouse at {self.describe()}: {first_line(cause)}") from None
         conn = proxied.driver_connection
         # Out of SQLAlchemy's hands: closing the psycopg connection is all its owner has to do.
         proxied.detach()

@@ -306,3 +306,13 @@ def test_resolve_resources_outside_a_deployment_prefers_the_database_url_to_a_na
 
     # No Prefect API is asked: the variable says where the warehouse is.
     assert resolve_resources().warehouse.describe() == "weather@db.internal:5432/weather"
+
+
+def test_warehouse_connect_failure_names_the_server_but_not_the_password():
+    warehouse = Warehouse.from_url("postgresql://etl:hunter2@127.0.0.1:1/warehouse")
+
+    with pytest.raises(WarehouseError) as failed:
+        warehouse.connect()
+
+    assert str(failed.value).startswith("cannot connect to the warehouse at etl@127.0.0.1:1/warehouse: ")
+    assert "hunter2" not in str(failed.value)
