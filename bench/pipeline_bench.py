@@ -4,7 +4,9 @@ Stages (all by default): daily (one day × 10 and × 1,000 locations, with the l
 extract / load / dbt / fixed start-up), ceiling (binary COPY of the same rows), backfill (a year ×
 1,000 locations end to end, and its COPY ceiling), baseline (30 daily runs vs one 30-day backfill),
 history (a daily run after three years of history vs after a week), dbt (the daily run × 1,000
-locations side by side with a bare `dbt build` CLI call on the same project and window).
+locations side by side with a bare `dbt build` CLI call on the same project and window), assets
+(daily runs × 1,000 locations taking turns: the build without asset events, with them — the
+default — and through prefect-dbt's PrefectDbtRunner, PIPELINE_DBT_NODES_AS_TASKS=true).
 
     .venv/bin/python bench/pipeline_bench.py [--stages daily,ceiling,...] [--repeats 3]
 
@@ -32,10 +34,11 @@ import psutil
 import psycopg
 from psycopg import sql
 
+from blocks import Warehouse
 from pipeline import extract, load, warehouse
 from pipeline.defaults import OFFLINE_ENV
 from pipeline.locations import Location, read_locations
-from pipeline.transform import dbt_args, profile_env
+from pipeline.transform import dbt_args, dbt_environment, profiles_dir
 from pipeline.window import Window, chunk, daily_window
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,9 +135,11 @@ class Bench:
 def dbt_build_cli(env: dict, dsn: str) -> float:
     """Seconds for a bare `dbt build` CLI process on the project, over the window the last run wrote."""
     project = ROOT / "dbt_project"
-    command = [str(BIN / "dbt"), *dbt_args(), "--project-dir", str(project), "--profiles-dir", str(project)]
-    started = time.perf_counter()
-    result = subprocess.run(command, env=env | profile_env(dsn), capture_output=True, text=True)
+    local = Warehouse.from_url(dsn)
+    with profiles_dir(local) as profiles:
+        command = [str(BIN / "dbt"), *dbt_args(), "--project-dir", str(project), "--profiles-dir", str(profiles)]
+        started = time.perf_counter()
+        result = subprocess.run(command, env=env | dbt_environment(local), capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"dbt build failed:\n{result.stdout[-3000:]}")
     return time.perf_counter() - started
@@ -188,9 +193,42 @@ def mb(value: float) -> str:
     return f"{value / 2**20:,.0f} MB"
 
 
+ASSET_MODES = {
+    "build only (no asset events)": {"PIPELINE_ASSET_EVENTS": "false"},
+    "build + asset events (default)": {},
+    "PrefectDbtRunner (PIPELINE_DBT_NODES_AS_TASKS)": {"PIPELINE_DBT_NODES_AS_TASKS": "true"},
+}
+
+
+def assets_stage(bench: "Bench", locations: Path, repeats: int) -> None:
+    """Daily runs × 1,000 locations, the modes taking turns so the machine's load falls on each alike."""
+    dsn = bench.fresh_database("weather_bench")
+    env = {"PIPELINE_DATABASE_URL": dsn, "PIPELINE_LOCATIONS_FILE": str(locations)}
+    bench.pipeline(["run", "--date", str(DAY - timedelta(days=1))], **env)  # warm-up: schema, dbt parse
+    walls: dict[str, list[float]] = {mode: [] for mode in ASSET_MODES}
+    dbt: dict[str, list[float]] = {mode: [] for mode in ASSET_MODES}
+    day = DAY
+    for _ in range(repeats):
+        for mode, extra in ASSET_MODES.items():
+            wall, _, output = bench.pipeline(["run", "--date", str(day)], **env, **extra)
+            walls[mode].append(wall)
+            dbt[mode].append(step_seconds(output)["dbt"])
+            day += timedelta(days=1)
+    base = list(ASSET_MODES)[0]
+    base_wall, base_dbt = statistics.median(walls[base]), statistics.median(dbt[base])
+    print(f"assets: daily run × 1,000 locations, medians of {repeats}, modes taking turns")
+    for mode in ASSET_MODES:
+        wall, step = statistics.median(walls[mode]), statistics.median(dbt[mode])
+        print(
+            f"  {mode}: daily run {wall:.1f} s ({wall / base_wall:.2f}×), dbt build + publish {step:.2f} s "
+            f"({step / base_dbt:.2f}×); runs {', '.join(f'{w:.1f}' for w in walls[mode])}"
+        )
+    bench.drop_database("weather_bench")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stages", default="daily,ceiling,backfill,baseline,history,dbt")
+    parser.add_argument("--stages", default="daily,ceiling,backfill,baseline,history,dbt,assets")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     stages = set(args.stages.split(","))
@@ -234,6 +272,8 @@ def main() -> None:
                         f"load / ceiling = {med['load'] / seconds:.2f}×"
                     )
                 bench.drop_database("weather_bench")
+        if "assets" in stages:
+            assets_stage(bench, large, args.repeats)
         if "backfill" in stages:
             dsn = bench.fresh_database("weather_bench")
             env = {"PIPELINE_DATABASE_URL": dsn, "PIPELINE_LOCATIONS_FILE": str(large)}

@@ -7,12 +7,13 @@ from blocks.documents import (
     WEBHOOK,
     apply_blocks,
     blocks_enabled,
+    load_warehouse,
     resolve_resources,
     warehouse_configured,
 )
 from blocks.resources import Resources, WarehouseNotConfigured
 from blocks.source import SourceApi
-from blocks.warehouse import WarehouseConnection
+from blocks.warehouse import Warehouse, connector_from_url
 from blocks.webhook import NotificationWebhook
 
 __all__ = [
@@ -23,7 +24,9 @@ __all__ = [
     "NotificationWebhook",
     "Resources",
     "SourceApi",
-    "WarehouseConnection",
+    "Warehouse",
+    "connector_from_url",
+    "load_warehouse",
     "WarehouseNotConfigured",
     "apply_blocks",
     "blocks_enabled",

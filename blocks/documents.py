@@ -8,14 +8,16 @@ import httpx
 from prefect import runtime
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
+from prefect_sqlalchemy import SqlAlchemyConnector
+from pydantic import SecretStr
 
-from blocks.resources import SOURCE_API, WAREHOUSE, WEBHOOK, Resources
+from blocks.resources import SOURCE_API, WAREHOUSE, WEBHOOK, Resources, WarehouseNotConfigured
 from blocks.source import SourceApi
-from blocks.warehouse import WarehouseConnection
+from blocks.warehouse import Warehouse, connector_from_url
 from blocks.webhook import NotificationWebhook
 from pipeline.settings import Settings
 
-BLOCK_TYPES = (WarehouseConnection, SourceApi, NotificationWebhook)
+BLOCK_TYPES = (SqlAlchemyConnector, SourceApi, NotificationWebhook)
 FROM_BLOCKS = "PIPELINE_SETTINGS_FROM_BLOCKS"
 # Which settings each document provides, in the order they are reported.
 PROVIDES = {
@@ -41,18 +43,39 @@ def blocks_enabled() -> bool:
 
 def resolve_resources() -> Resources:
     """`Settings()` from the environment, with the blocks from their documents where they exist (in deployment
-    runs) and from the environment otherwise. It never starts a warehouse."""
+    runs) and from the environment otherwise; PIPELINE_WAREHOUSE_BLOCK's document in any run without
+    PIPELINE_DATABASE_URL. It never starts a warehouse."""
     settings = Settings()
     if not blocks_enabled():
-        return Resources.build(settings)
+        # Outside deployments the environment wins, as for every block: with PIPELINE_DATABASE_URL set,
+        # `check-freshness` needs no Prefect API even where PIPELINE_WAREHOUSE_BLOCK is set.
+        if settings.warehouse_block is None or settings.database_url is not None:
+            return Resources.build(settings)
+        warehouse = load_warehouse(settings)
+        _run_logger().info(describe_origins(overrides(warehouse, None, None, settings.warehouse_block)[1]))
+        return Resources.build(settings, warehouse)
     documents = (
-        _load(WarehouseConnection, WAREHOUSE),
+        load_warehouse(settings),
         _load(SourceApi, SOURCE_API),
         _load(NotificationWebhook, WEBHOOK),
     )
-    _, origins = overrides(*documents)
+    _, origins = overrides(*documents, warehouse_name=settings.warehouse_block or WAREHOUSE)
     _run_logger().info(describe_origins(origins))
     return Resources.build(settings, *documents)
+
+
+def load_warehouse(settings: Settings) -> SqlAlchemyConnector | None:
+    """The warehouse's SqlAlchemyConnector document: the one PIPELINE_WAREHOUSE_BLOCK names (which must exist), else
+    `weather-warehouse` if saved."""
+    if settings.warehouse_block is None:
+        return _load(SqlAlchemyConnector, WAREHOUSE)
+    connector = _load(SqlAlchemyConnector, settings.warehouse_block)
+    if connector is None:
+        raise WarehouseNotConfigured(
+            f"PIPELINE_WAREHOUSE_BLOCK names {settings.warehouse_block!r}, but the Prefect server has no"
+            " SqlAlchemyConnector document of that name"
+        )
+    return connector
 
 
 def warehouse_configured(settings: Settings, from_blocks: bool = True) -> bool:
@@ -60,18 +83,22 @@ def warehouse_configured(settings: Settings, from_blocks: bool = True) -> bool:
 
     `from_blocks=False`: for a command that never reads blocks, only the environment counts.
     """
-    if settings.database_url is not None:
+    if settings.database_url is not None or settings.warehouse_block is not None:
         return True
-    return from_blocks and blocks_enabled() and _load(WarehouseConnection, WAREHOUSE) is not None
+    return from_blocks and blocks_enabled() and _load(SqlAlchemyConnector, WAREHOUSE) is not None
 
 
 def overrides(
-    warehouse: WarehouseConnection | None, source: SourceApi | None, webhook: NotificationWebhook | None
+    warehouse: SqlAlchemyConnector | None,
+    source: SourceApi | None,
+    webhook: NotificationWebhook | None,
+    warehouse_name: str = WAREHOUSE,
 ) -> tuple[dict, dict[str, str]]:
     """The settings the given documents replace, and where each setting comes from (document name or `env`)."""
     updates: dict = {}
     if warehouse is not None:
-        updates["database_url"] = warehouse.database_url
+        url = Warehouse(warehouse).url.render_as_string(hide_password=False)
+        updates["database_url"] = SecretStr(url)
     if source is not None:
         updates |= {
             "source_url": source.base_url,
@@ -80,7 +107,8 @@ def overrides(
         }
     if webhook is not None:
         updates |= {"webhook_url": webhook.url, "webhook_secret": webhook.signing_key}
-    origins = {name: document if name in updates else "env" for document, names in PROVIDES.items() for name in names}
+    documents = {warehouse_name if document == WAREHOUSE else document: names for document, names in PROVIDES.items()}
+    origins = {name: document if name in updates else "env" for document, names in documents.items() for name in names}
     return updates, origins
 
 
@@ -101,12 +129,14 @@ def apply_blocks(settings: Settings) -> list[str]:
     for block_type in BLOCK_TYPES:
         block_type.register_type_and_schema()
     done = []
-    if settings.database_url is None:
+    if settings.warehouse_block not in (None, WAREHOUSE):
+        done.append(f"{WAREHOUSE}: not written, runs use the SqlAlchemyConnector {settings.warehouse_block!r}")
+    elif settings.database_url is None:
         done.append(f"{WAREHOUSE}: not written, PIPELINE_DATABASE_URL is unset (an existing document is kept)")
     else:
-        warehouse = WarehouseConnection(database_url=settings.database_url)
-        warehouse.save(WAREHOUSE, overwrite=True)
-        done.append(f"{WAREHOUSE}: saved ({warehouse.describe()})")
+        connector = connector_from_url(settings.database_url)
+        connector.save(WAREHOUSE, overwrite=True)
+        done.append(f"{WAREHOUSE}: saved as a SqlAlchemyConnector ({Warehouse(connector).describe()})")
     source = SourceApi(
         base_url=settings.source_url,
         timeout_seconds=settings.http_timeout_seconds,

@@ -2,8 +2,10 @@
 
 from dataclasses import dataclass
 
+from prefect_sqlalchemy import SqlAlchemyConnector
+
 from blocks.source import SourceApi
-from blocks.warehouse import WarehouseConnection
+from blocks.warehouse import Warehouse
 from blocks.webhook import NotificationWebhook
 from pipeline.settings import Settings
 from pipeline.warehouse import WarehouseError
@@ -21,27 +23,33 @@ class WarehouseNotConfigured(WarehouseError):
 class Resources:
     """Built once where a run or command starts; steps receive it (or one of its blocks), never a DSN.
 
-    `settings` holds no secret: the warehouse DSN and the webhook's URL and key live in the blocks.
+    `settings` holds no secret: the warehouse's credentials and the webhook's URL and key live in the blocks.
     """
 
     settings: Settings
     source: SourceApi
     webhook: NotificationWebhook | None
-    configured_warehouse: WarehouseConnection | None
+    configured_warehouse: Warehouse | None
 
     @classmethod
     def build(
         cls,
         settings: Settings,
-        warehouse: WarehouseConnection | None = None,
+        warehouse: SqlAlchemyConnector | None = None,
         source: SourceApi | None = None,
         webhook: NotificationWebhook | None = None,
     ) -> "Resources":
-        """The given block documents, and for each one missing the block that `settings` (the environment) describes."""
+        """The given block documents, and for each one missing the block that `settings` (the environment) describes.
+
+        The warehouse's engine is made once, on first use, and serves every step of the run.
+        """
+        limited = None
         if warehouse is None and settings.database_url is not None:
-            warehouse = WarehouseConnection(database_url=settings.database_url)
-        if warehouse is not None:
-            warehouse = warehouse.with_session_limits(settings.lock_timeout_seconds, settings.statement_timeout_seconds)
+            limited = Warehouse.from_url(settings.database_url)
+        elif warehouse is not None:
+            limited = Warehouse(warehouse)
+        if limited is not None:
+            limited = limited.with_session_limits(settings.lock_timeout_seconds, settings.statement_timeout_seconds)
         source = source or SourceApi(
             base_url=settings.source_url,
             timeout_seconds=settings.http_timeout_seconds,
@@ -60,14 +68,15 @@ class Resources:
                 "source_rate_limit": source.rate_limit,
             }
         )
-        return cls(settings=plain, source=source, webhook=webhook, configured_warehouse=warehouse)
+        return cls(settings=plain, source=source, webhook=webhook, configured_warehouse=limited)
 
     @property
-    def warehouse(self) -> WarehouseConnection:
+    def warehouse(self) -> Warehouse:
         """The configured warehouse; a run never starts one of its own."""
         if self.configured_warehouse is None:
             raise WarehouseNotConfigured(
-                f"no warehouse is configured: set PIPELINE_DATABASE_URL, or save the {WAREHOUSE} block"
-                " (`pipeline deploy` writes it from PIPELINE_DATABASE_URL)"
+                f"no warehouse is configured: set PIPELINE_DATABASE_URL, save the {WAREHOUSE} block"
+                " (`pipeline deploy` writes it from PIPELINE_DATABASE_URL), or name a SqlAlchemyConnector"
+                " document in PIPELINE_WAREHOUSE_BLOCK"
             )
         return self.configured_warehouse

@@ -240,11 +240,15 @@ def _local_warehouse_unless_configured(flows: bool) -> Iterator[None]:
 
 
 def _resources() -> "Resources":
-    """The resources of a command that is not a flow run: from the environment alone, never from blocks."""
-    from blocks import Resources
+    """The resources of a command that is not a flow run: from the environment, reading no block but the
+    warehouse document PIPELINE_WAREHOUSE_BLOCK names when PIPELINE_DATABASE_URL is unset."""
+    from blocks import Resources, load_warehouse
     from pipeline.settings import Settings
 
-    return Resources.build(Settings())
+    settings = Settings()
+    if settings.warehouse_block is not None and settings.database_url is None:
+        return Resources.build(settings, load_warehouse(settings))
+    return Resources.build(settings)
 
 
 def _finished(state, command: str) -> "RunSummary | None":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prefect.settings import PREFECT_API_URL
 
-from blocks import Resources, WarehouseConnection
+from blocks import Resources, Warehouse
 from pipeline import embedded, processes, source_server, stack, warehouse
 from pipeline.settings import Settings
 
@@ -89,7 +89,7 @@ def prefect_api(settings: Settings) -> Iterator[str]:
         processes.stop_process(server)
 
 
-def print_marts(local: WarehouseConnection) -> None:
+def print_marts(local: Warehouse) -> None:
     """The latest day of the daily fact, one row per location; '-' where the source had no value."""
     with local.connect() as conn:
         rows = conn.execute(warehouse.query("demo_latest_day")).fetchall()

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from blocks import WarehouseConnection
+from blocks import Warehouse
 from pipeline.extract import call_weight
 from pipeline.settings import Settings
 from pipeline.warehouse import query, table_exists
@@ -124,7 +124,7 @@ def usage(conn: psycopg.Connection, now: datetime) -> Usage:
     return Usage(int(hour), int(day))
 
 
-def current_usage(warehouse: WarehouseConnection, now: datetime) -> Usage:
+def current_usage(warehouse: Warehouse, now: datetime) -> Usage:
     with warehouse.connect() as conn:
         return usage(conn, now)
 

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
 
     # None: no warehouse configured; the CLI then starts the embedded local Postgres (pipeline.embedded).
     database_url: SecretStr | None = None
+    # A SqlAlchemyConnector document to use as the warehouse, in every run: the user's own, for instance.
+    warehouse_block: str | None = None
     source_url: str = defaults.SOURCE_URL
     locations_file: Path = DEFAULT_LOCATIONS_FILE
     webhook_url: SecretStr | None = None
@@ -84,3 +86,7 @@ class Settings(BaseSettings):
     # Embedded Postgres data directory, used only when database_url is unset.
     data_dir: Path = PROJECT_ROOT / ".local"
     dbt_project_dir: Path = PROJECT_ROOT / "dbt_project"
+    # Run the build through prefect-dbt's PrefectDbtRunner, one Prefect task per dbt node (~3× the dbt step).
+    dbt_nodes_as_tasks: bool = False
+    # Send Prefect asset events for the raw table, each dbt model and seed, and the published marts.
+    asset_events: bool = True

@@ -11,10 +11,11 @@ from prefect import get_run_logger, runtime, task
 from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID, TASK_SOURCE
 from prefect.concurrency.sync import rate_limit
 from prefect.futures import as_completed
+from prefect.settings import PREFECT_LOGGING_LEVEL
 from prefect.tasks import exponential_backoff
 
-from blocks import Resources, SourceApi, WarehouseConnection
-from pipeline import extract, ledger, load, quota, transform
+from blocks import Resources, SourceApi, Warehouse
+from pipeline import assets, extract, ledger, load, quota, transform
 from pipeline.errors import StepFailed, step
 from pipeline.locations import Location, read_locations
 from pipeline.settings import Settings
@@ -90,7 +91,7 @@ def fetcher(settings: Settings, cache: bool = True):
 
 
 @task(name="prepare-warehouse", cache_policy=NO_CACHE)
-def prepare_warehouse(warehouse: WarehouseConnection, locations_file: Path) -> tuple[Location, ...]:
+def prepare_warehouse(warehouse: Warehouse, locations_file: Path) -> tuple[Location, ...]:
     """Apply pending migrations and load the locations file; returns the locations."""
     locations = read_locations(locations_file)
     with warehouse.connect() as conn:
@@ -101,27 +102,33 @@ def prepare_warehouse(warehouse: WarehouseConnection, locations_file: Path) -> t
 
 @task(name="load-observations", cache_policy=NO_CACHE)
 def load_observations(
-    warehouse: WarehouseConnection,
+    warehouse: Warehouse,
     window: Window,
     locations: tuple[Location, ...],
     batches: Sequence[extract.Observations],
     flow_run_id: str | None,
     force: bool = False,
+    source_url: str | None = None,
 ) -> list[load.DayLoad]:
-    """Replace the window's rows and ledger entries in one transaction."""
+    """Replace the window's rows and ledger entries in one transaction; raw.hourly_weather is then an asset
+    materialized from the source API at `source_url`."""
     with warehouse.connect() as conn:
         try:
-            return load.replace_window(conn, window, locations, batches, flow_run_id, force=force)
+            loads = load.replace_window(conn, window, locations, batches, flow_run_id, force=force)
         except psycopg.errors.LockNotAvailable:
             waited = conn.execute("show lock_timeout").fetchone()[0]
             raise LockWaitExpired(
                 f"waited {waited} for a lock on the window's days or the raw tables, held by another session"
                 " (PIPELINE_LOCK_TIMEOUT_SECONDS)"
             ) from None
+    if loads and source_url is not None:
+        rows = sum(day.row_count for day in loads)
+        assets.emit([assets.raw_observations(warehouse.database, source_url, rows, (day.day for day in loads))])
+    return loads
 
 
 @task(name="record-failed-days", cache_policy=NO_CACHE)
-def record_failed_days(warehouse: WarehouseConnection, window: Window, error: str, flow_run_id: str | None) -> None:
+def record_failed_days(warehouse: Warehouse, window: Window, error: str, flow_run_id: str | None) -> None:
     """Mark the window's days failed in the ledger, so backfills can find them."""
     with warehouse.connect() as conn:
         ledger.record_failure(conn, window.days, error, flow_run_id)
@@ -129,17 +136,29 @@ def record_failed_days(warehouse: WarehouseConnection, window: Window, error: st
 
 @task(name="run-dbt", task_run_name="dbt-build", cache_policy=NO_CACHE)
 def run_dbt(
-    warehouse: WarehouseConnection, project_dir: Path, parsed: transform.ParsedProject | None = None
+    warehouse: Warehouse, project_dir: Path, parsed: transform.ParsedProject | None = None
 ) -> transform.DbtOutcome:
-    """`dbt build` of the window in `ops.transform_window` into `audit`; failing nodes fail it, by name and day."""
-    return transform.build(warehouse, project_dir, log=get_run_logger(), parsed=parsed)
+    """`dbt build` of the window in `ops.transform_window` into `audit`; failing nodes fail it, by name and day.
+
+    Each model and seed built becomes a Prefect asset event; PIPELINE_DBT_NODES_AS_TASKS=true runs the
+    build through prefect-dbt's PrefectDbtRunner instead, a task run per node.
+    """
+    # Read here, at run time, so a deployment's environment reaches it as a CLI run's does.
+    settings = Settings()
+    if settings.dbt_nodes_as_tasks:
+        return transform.build_with_prefect_dbt(warehouse, project_dir, PREFECT_LOGGING_LEVEL.value())
+    return transform.build(
+        warehouse, project_dir, log=get_run_logger(), parsed=parsed, emit_assets=settings.asset_events
+    )
 
 
 @task(name="publish-window", cache_policy=NO_CACHE)
-def publish_window(warehouse: WarehouseConnection, window: Window) -> None:
-    """Copy the audited window into `marts` in one transaction."""
+def publish_window(warehouse: Warehouse, window: Window) -> None:
+    """Copy the audited window into `marts` in one transaction; the marts are then assets from the audit models."""
     with warehouse.connect() as conn:
         transform.publish(conn, window)
+    if Settings().asset_events:
+        assets.emit(assets.published_marts(warehouse.database, str(window)))
 
 
 @task(name="ingest-window", task_run_name="ingest-{window}", cache_policy=NO_CACHE)
@@ -168,7 +187,8 @@ def ingest_window(
             ]
         extracted = time.perf_counter()
         with step("load", window):
-            loads = load_observations(warehouse, window, locations, batches, flow_run_id, force)
+            events_from = source.base_url if settings.asset_events else None
+            loads = load_observations(warehouse, window, locations, batches, flow_run_id, force, events_from)
         return Ingested(loads, extracted - started, time.perf_counter() - extracted)
     except StepFailed as failure:
         try:
@@ -208,7 +228,7 @@ def ingest_chunks(
 
 
 def record_api_calls(
-    warehouse: WarehouseConnection,
+    warehouse: Warehouse,
     window: Window,
     locations: tuple[Location, ...],
     per_request: int,
@@ -220,21 +240,21 @@ def record_api_calls(
 
 
 @task(name="list-incomplete-days", cache_policy=NO_CACHE)
-def list_incomplete_days(warehouse: WarehouseConnection, before: date) -> list[date]:
+def list_incomplete_days(warehouse: Warehouse, before: date) -> list[date]:
     """Days still incomplete before `before` (the revision horizon): the archive will not fill them now."""
     with warehouse.connect() as conn:
         return ledger.incomplete_days(conn, before)
 
 
 @task(name="read-ledger", cache_policy=NO_CACHE)
-def read_ledger(warehouse: WarehouseConnection, window: Window) -> dict:
+def read_ledger(warehouse: Warehouse, window: Window) -> dict:
     """The ledger's view of each day of `window` that has an entry."""
     with warehouse.connect() as conn:
         return ledger.status(conn, window)
 
 
 def transform_window(
-    warehouse: WarehouseConnection,
+    warehouse: Warehouse,
     window: Window,
     project_dir: Path,
     lock_timeout: float | None = None,

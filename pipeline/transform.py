@@ -1,9 +1,12 @@
 """Build and test a window with dbt in `audit`, say what failed, publish what passed."""
 
 import dataclasses
+import json
 import logging
 import os
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
     from dbt.contracts.graph.manifest import Manifest
     from dbt_common.events.base_types import EventMsg
 
-    from blocks.warehouse import WarehouseConnection
+    from blocks.warehouse import Warehouse
 
 FAILING_STATUSES = {"error", "fail", "runtime error"}
 
@@ -92,33 +95,51 @@ def publish(conn: psycopg.Connection, window: Window) -> None:
         conn.execute(query("publish_locations"))
 
 
-def profile_env(dsn: str) -> dict[str, str]:
-    """The environment `dbt_project/profiles.yml` reads, from a libpq DSN.
+def profile(warehouse: "Warehouse") -> dict:
+    """The contents of the profiles.yml a run gives dbt: dbt_project's `weather` profile, aimed at `warehouse`."""
+    return {"weather": {"target": "prod", "outputs": {"prod": warehouse.dbt_target()}}}
 
-    The password goes in a DBT_ENV_SECRET_ variable, which dbt scrubs from its logs. The DSN's
-    `options` (the run's lock and statement timeouts) go in PGOPTIONS: dbt-postgres's profile has
-    no field for them, and libpq reads that variable for every connection dbt opens.
+
+@contextmanager
+def profiles_dir(warehouse: "Warehouse") -> Iterator[Path]:
+    """A private directory (0700) holding the run's profiles.yml (0600), removed on exit.
+
+    The password is in that file only: not in the environment, where every child process would
+    inherit it, nor in a log (the file is never logged; dbt's lines are scrubbed of it).
     """
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    env = {
-        "PIPELINE_DBT_HOST": str(info.get("host") or "localhost"),
-        "PIPELINE_DBT_PORT": str(info.get("port") or 5432),
-        "PIPELINE_DBT_USER": str(info.get("user") or "postgres"),
-        "PIPELINE_DBT_DBNAME": str(info.get("dbname") or info.get("user") or "postgres"),
-        "DBT_ENV_SECRET_PASSWORD": str(info.get("password") or ""),
-    }
-    if info.get("options"):
-        env["PGOPTIONS"] = str(info["options"])
+    with tempfile.TemporaryDirectory(prefix="weather-dbt-") as folder:
+        path = Path(folder) / "profiles.yml"
+        # JSON is YAML; values are written out literally, so a password with `{{` is no template.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            json.dump(_literal(profile(warehouse)), file)
+        yield Path(folder)
+
+
+def _literal(value):
+    # dbt renders every string of a profile as Jinja; a raw block keeps one with braces as it is.
+    if isinstance(value, dict):
+        return {key: _literal(item) for key, item in value.items()}
+    if isinstance(value, str) and ("{" in value or "%" in value):
+        return "{% raw %}" + value + "{% endraw %}"
+    return value
+
+
+def dbt_environment(warehouse: "Warehouse") -> dict[str, str]:
+    """What dbt's process environment must hold: no secret, only PGOPTIONS with the run's session timeouts.
+
+    dbt-postgres's profile has no field for libpq `options`, and its connections are opened by
+    psycopg2 inside dbt, so libpq's PGOPTIONS is the one way to give each of them the timeouts.
+    """
+    env = dict(OFFLINE_ENV)
+    if options := warehouse.options():
+        env["PGOPTIONS"] = options
     return env
-
-
-def _dbt_environment(warehouse: "WarehouseConnection") -> dict[str, str]:
-    return {**OFFLINE_ENV, **warehouse.dbt_environment()}
 
 
 @contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
-    # dbt runs in this process and reads its profile's env_var() calls from os.environ.
+    # dbt runs in this process and libpq reads PGOPTIONS from the process environment.
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -131,8 +152,16 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _project_args(project_dir: Path) -> list[str]:
-    return ["--project-dir", str(project_dir), "--profiles-dir", str(project_dir)]
+def _project_args(project_dir: Path, profiles: Path) -> list[str]:
+    return ["--project-dir", str(project_dir), "--profiles-dir", str(profiles)]
+
+
+def dbt_event_level(prefect_level: str):
+    """dbt's EventLevel for a Prefect logging level name: prefect-dbt's own mapping fails on `WARNING`."""
+    from dbt_common.events.base_types import EventLevel
+
+    names = {"debug": "debug", "info": "info", "warning": "warn", "warn": "warn", "error": "error"}
+    return EventLevel(names.get(prefect_level.strip().lower(), "error"))
 
 
 class ParsedProject:
@@ -145,7 +174,7 @@ class ParsedProject:
     Use as a context manager, so the thread is always joined before the run ends.
     """
 
-    def __init__(self, warehouse: "WarehouseConnection", project_dir: Path):
+    def __init__(self, warehouse: "Warehouse", project_dir: Path):
         self._manifest: Manifest | None = None
         self._thread = threading.Thread(
             target=self._parse, args=(warehouse, project_dir), name="dbt-parse", daemon=True
@@ -162,45 +191,103 @@ class ParsedProject:
         self._thread.join()
         return self._manifest
 
-    def _parse(self, warehouse: "WarehouseConnection", project_dir: Path) -> None:
+    def _parse(self, warehouse: "Warehouse", project_dir: Path) -> None:
         try:
-            from dbt.cli.main import dbtRunner
-
-            with _environment(_dbt_environment(warehouse)):
-                result = dbtRunner().invoke(["parse", "--no-write-json", *_project_args(project_dir)], log_level="none")
-            self._manifest = result.result if result.success else None
+            self._manifest = parse(warehouse, project_dir)
+            # The asset events' naming, imported here rather than after the build.
+            import prefect_dbt.core.runner  # noqa: F401
         except Exception:  # the build parses again and reports what is wrong
             self._manifest = None
 
 
+def parse(warehouse: "Warehouse", project_dir: Path) -> "Manifest | None":
+    """The project's manifest, parsed in this process without writing it out; None if dbt cannot parse it."""
+    from dbt.cli.main import dbtRunner
+
+    with profiles_dir(warehouse) as profiles, _environment(dbt_environment(warehouse)):
+        result = dbtRunner().invoke(
+            ["parse", "--no-write-json", *_project_args(project_dir, profiles)], log_level="none"
+        )
+    return result.result if result.success else None
+
+
 def build(
-    warehouse: "WarehouseConnection",
+    warehouse: "Warehouse",
     project_dir: Path,
     log: logging.Logger | logging.LoggerAdapter | None = None,
     parsed: ParsedProject | None = None,
+    emit_assets: bool = True,
 ) -> DbtOutcome:
     """`dbt build` of the window set by `set_window`; raise DbtCommandFailed naming the failing nodes and days.
 
-    dbt runs in this process through its own `dbtRunner`, as one step: prefect-dbt's
-    PrefectDbtRunner would record each of the build's ~50 nodes as a Prefect task run, which
-    made the step take about twice a bare `dbt build` (BENCHMARKS.md). dbt's result lines
-    (one per node, and anything it warns about) go to `log`, with secrets scrubbed as dbt's
-    own log files scrub them; the whole debug log stays in `dbt_project/logs/dbt.log`.
+    dbt runs in this process through its own `dbtRunner`, as one step, from the manifest parsed
+    while the run ingested. Then each model and seed it built is sent as a Prefect asset event
+    with prefect-dbt's keys and upstream assets (`emit_assets`), as PrefectDbtRunner would, without
+    its task per node (~3× the step, BENCHMARKS.md; `build_with_prefect_dbt` is that way). dbt's
+    result lines go to `log`, scrubbed of secrets; the debug log stays in `dbt_project/logs/dbt.log`.
     """
     from dbt.cli.main import dbtRunner
 
     command = "build"
     manifest = parsed.manifest() if parsed is not None else None
-    callbacks = [_forward_to(log)] if log is not None else []
-    with _environment(_dbt_environment(warehouse)):
+    if manifest is None:
+        manifest = parse(warehouse, project_dir)
+    callbacks = [_forward_to(log, warehouse)] if log is not None else []
+    with profiles_dir(warehouse) as profiles, _environment(dbt_environment(warehouse)):
         # The console stays quiet: what matters reaches `log` through the callback.
         result = dbtRunner(manifest=manifest, callbacks=callbacks).invoke(
-            [*dbt_args(), *_project_args(project_dir)], log_level="none", use_colors=False
+            [*dbt_args(), *_project_args(project_dir, profiles)], log_level="none", use_colors=False
         )
     if result.exception is not None:
         raise DbtCommandFailed(f"dbt {command} could not run: {first_line(result.exception)}")
-    outcome = summarise(command, getattr(result.result, "results", None) or [])
-    if not result.success:
+    results = getattr(result.result, "results", None) or []
+    if emit_assets and manifest is not None:
+        from pipeline import assets
+
+        started = time.perf_counter()
+        sent = assets.emit(assets.dbt_materializations(manifest, results))
+        if log is not None:
+            log.info("dbt: %d asset events sent in %.1f ms", sent, (time.perf_counter() - started) * 1000)
+    return _outcome(warehouse, command, results, result.success)
+
+
+def build_with_prefect_dbt(warehouse: "Warehouse", project_dir: Path, prefect_log_level: str) -> DbtOutcome:
+    """The same build through prefect-dbt's PrefectDbtRunner: a Prefect task (and asset) per dbt node.
+
+    It parses the project again and logs through each node's task; failing tests fail it as `build` does.
+    """
+    from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+
+    command = "build"
+    with profiles_dir(warehouse) as profiles, _environment(dbt_environment(warehouse)):
+        settings = PrefectDbtSettings(
+            project_dir=project_dir, profiles_dir=profiles, log_level=dbt_event_level(prefect_log_level)
+        )
+        running = set(threading.enumerate())
+        try:
+            result = PrefectDbtRunner(settings=settings, raise_on_failure=False).invoke(dbt_args())
+        except ValueError as exc:  # dbt could not run at all
+            raise DbtCommandFailed(f"dbt {command} could not run: {first_line(exc)}") from None
+        finally:
+            _join_node_tasks(running, NODE_TASKS_JOIN_SECONDS)
+    return _outcome(warehouse, command, getattr(result.result, "results", None) or [], result.success)
+
+
+# PrefectDbtRunner ends each node's task run in a daemon thread it never joins: a `pipeline run`
+# process exiting right after the flow cut them off mid-report ("can't register atexit after shutdown").
+NODE_TASKS_JOIN_SECONDS = 60.0
+
+
+def _join_node_tasks(running: set[threading.Thread], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for thread in set(threading.enumerate()) - running:
+        if thread.daemon and thread.name.endswith("(run_task)"):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _outcome(warehouse: "Warehouse", command: str, results: list, success: bool) -> DbtOutcome:
+    outcome = summarise(command, results)
+    if not success:
         if outcome.failures:
             with warehouse.connect(autocommit=True) as conn:
                 outcome = dataclasses.replace(
@@ -216,16 +303,18 @@ _NOISY_EVENTS = {"LogStartLine", "NewConnection", "ConnectionUsed", "Concurrency
 _LOG_LEVELS = {"debug": logging.DEBUG, "test": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING}
 
 
-def _forward_to(log: logging.Logger | logging.LoggerAdapter) -> Callable[["EventMsg"], None]:
+def _forward_to(log: logging.Logger | logging.LoggerAdapter, warehouse: "Warehouse") -> Callable[["EventMsg"], None]:
     """A dbt callback that logs each event `log` would keep, secrets scrubbed."""
     from dbt_common.exceptions.base import env_secrets, scrub_secrets
+
+    secrets = [secret for secret in (warehouse.url.password, *env_secrets()) if secret]
 
     def forward(event: "EventMsg") -> None:
         # Called from dbt's worker threads; loggers are thread-safe.
         severity = _LOG_LEVELS.get(event.info.level, logging.ERROR)
         if event.info.name in _NOISY_EVENTS or not event.info.msg or not log.isEnabledFor(severity):
             return
-        log.log(severity, "dbt: %s", scrub_secrets(event.info.msg, env_secrets()))
+        log.log(severity, "dbt: %s", scrub_secrets(event.info.msg, secrets))
 
     return forward
 

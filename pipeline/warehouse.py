@@ -38,18 +38,9 @@ def connect(dsn: str, **kwargs) -> psycopg.Connection:
         raise WarehouseError(f"cannot connect to the warehouse at {redact_dsn(dsn)}: {first_line(exc)}") from None
 
 
-def with_timeouts(dsn: str, lock_timeout: float, statement_timeout: float) -> str:
-    """The DSN with `lock_timeout` and `statement_timeout` (seconds) for every session it opens.
-
-    They travel as libpq `options`, so psycopg connections and dbt's (through PGOPTIONS) get them.
-    """
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    limits = f"-c lock_timeout={_milliseconds(lock_timeout)} -c statement_timeout={_milliseconds(statement_timeout)}"
-    existing = str(info.get("options") or "")
-    if limits in existing:  # a DSN that already carries them, e.g. one handed on to a `pipeline run`
-        return dsn
-    options = " ".join(part for part in (existing, limits) if part)
-    return psycopg.conninfo.make_conninfo(dsn, options=options)
+def session_options(lock_timeout: float, statement_timeout: float) -> str:
+    """libpq `options` that set `lock_timeout` and `statement_timeout` (given in seconds) for a session."""
+    return f"-c lock_timeout={_milliseconds(lock_timeout)} -c statement_timeout={_milliseconds(statement_timeout)}"
 
 
 def _milliseconds(seconds: float) -> int:

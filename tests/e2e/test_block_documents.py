@@ -5,13 +5,14 @@ from datetime import UTC, datetime
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector
 
 from blocks import (
     SOURCE_API,
     WAREHOUSE,
     NotificationWebhook,
     SourceApi,
-    WarehouseConnection,
+    Warehouse,
     resolve_resources,
     warehouse_configured,
 )
@@ -29,13 +30,15 @@ def receiver():
         yield receiver
 
 
-def test_warehouse_document_connects_to_the_configured_database(configured, database_url):
-    block = WarehouseConnection.load(WAREHOUSE)
+def test_warehouse_document_is_a_psycopg_sqlalchemy_connector_that_connects(configured, database_url):
+    block = SqlAlchemyConnector.load(WAREHOUSE)
 
-    with block.connect() as conn:
+    with Warehouse(block).connect() as conn:
         name = conn.execute("select current_database()").fetchone()[0]
 
-    assert block.dsn() == database_url
+    assert isinstance(block.connection_info, ConnectionComponents)
+    assert block.connection_info.driver == "postgresql+psycopg"
+    assert block.connection_info.database == name
     assert name in database_url
 
 
@@ -51,14 +54,19 @@ def test_source_api_document_calls_the_configured_api(configured, source):
     assert len(response.json()["hourly"]["time"]) == 24
 
 
-def test_warehouse_document_secret_leaves_the_server_only_on_request(configured, database_url):
-    with get_client(sync_client=True) as client:
-        hidden = client.read_block_document_by_name(WAREHOUSE, "warehouse-connection", include_secrets=False)
-        shown = client.read_block_document_by_name(WAREHOUSE, "warehouse-connection", include_secrets=True)
+def test_warehouse_document_secret_leaves_the_server_only_on_request(configured):
+    # The test database's role has no password: save one that has, as a user's would.
+    components = ConnectionComponents(driver="postgresql+psycopg", host="db", username="etl", password="hunter2")
+    SqlAlchemyConnector(connection_info=components).save("e2e-warehouse", overwrite=True)
+    try:
+        with get_client(sync_client=True) as client:
+            hidden = client.read_block_document_by_name("e2e-warehouse", "sqlalchemy-connector", include_secrets=False)
+            shown = client.read_block_document_by_name("e2e-warehouse", "sqlalchemy-connector", include_secrets=True)
+    finally:
+        SqlAlchemyConnector.delete("e2e-warehouse")
 
-    assert hidden.data["database_url"] != database_url
-    assert set(hidden.data["database_url"]) == {"*"}
-    assert shown.data["database_url"] == database_url
+    assert "hunter2" not in str(hidden.data)
+    assert shown.data["connection_info"]["password"] == "hunter2"
 
 
 def test_webhook_document_round_trip_signs_deliveries_with_its_key(configured, receiver):
@@ -87,7 +95,8 @@ def test_resolve_resources_prefers_documents_and_keeps_the_environment_for_missi
 
     resources = resolve_resources()
 
-    assert resources.warehouse.database_url.get_secret_value() == database_url
+    assert resources.warehouse.url.database in database_url
+    assert resources.warehouse.url.port != 1
     assert resources.source.base_url == resources.settings.source_url == source.url
     assert resources.source.rate_limit == "open-meteo-api"
     # No weather-webhook document was written (PIPELINE_WEBHOOK_URL was unset at deploy time).

@@ -1,6 +1,5 @@
 """The daily flow end to end: real Postgres, real HTTP to the local source server, real dbt."""
 
-import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.concurrency.sync import rate_limit
 
+from blocks import Warehouse
 from flows.daily import daily_weather
 from pipeline import warehouse
 from pipeline.cli import main
@@ -23,7 +23,7 @@ from pipeline.locations import read_locations
 from pipeline.settings import PROJECT_ROOT
 from pipeline.source_server import FaultPlan
 from pipeline.tasks import TRANSFORM_LOCK
-from pipeline.transform import profile_env
+from pipeline.transform import profiles_dir
 
 DAY = date(2024, 3, 9)
 LOCATION_COUNT = 5
@@ -96,24 +96,24 @@ def test_dbt_unit_tests_pass(pipeline_env, db, tmp_path):
     assert run().is_completed()
     dbt = Path(sys.executable).with_name("dbt")
     project = PROJECT_ROOT / "dbt_project"
-    result = subprocess.run(
-        [
-            str(dbt),
-            "test",
-            "--select",
-            "test_type:unit",
-            "--project-dir",
-            str(project),
-            "--profiles-dir",
-            str(project),
-            "--target-path",
-            str(tmp_path / "target"),
-        ],
-        env=os.environ | profile_env(pipeline_env),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    with profiles_dir(Warehouse.from_url(pipeline_env)) as profiles:
+        result = subprocess.run(
+            [
+                str(dbt),
+                "test",
+                "--select",
+                "test_type:unit",
+                "--project-dir",
+                str(project),
+                "--profiles-dir",
+                str(profiles),
+                "--target-path",
+                str(tmp_path / "target"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "PASS=5" in result.stdout
 

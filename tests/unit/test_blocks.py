@@ -1,18 +1,21 @@
 import pytest
+from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector
 from pydantic import SecretStr, ValidationError
 
 from blocks import (
     NotificationWebhook,
     Resources,
     SourceApi,
-    WarehouseConnection,
+    Warehouse,
     WarehouseNotConfigured,
     blocks_enabled,
+    connector_from_url,
     resolve_resources,
 )
 from blocks.documents import describe_origins, overrides
 from pipeline import notify
 from pipeline.settings import Settings
+from pipeline.warehouse import WarehouseError
 
 DSN = "postgresql://weather:hunter2@db.internal:5432/weather"
 # The example published with the Standard Webhooks spec: a public test vector, not a key of ours.
@@ -22,45 +25,102 @@ HOOK = "https://hooks.example.com/services/T0K3N"
 
 @pytest.fixture
 def no_pipeline_env(monkeypatch):
-    for name in ("PIPELINE_SETTINGS_FROM_BLOCKS", "PIPELINE_DATABASE_URL", "PIPELINE_SOURCE_URL"):
+    for name in (
+        "PIPELINE_SETTINGS_FROM_BLOCKS",
+        "PIPELINE_DATABASE_URL",
+        "PIPELINE_SOURCE_URL",
+        "PIPELINE_WAREHOUSE_BLOCK",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
-def test_warehouse_connection_keeps_the_dsn_out_of_repr_and_dumps():
-    block = WarehouseConnection(database_url=DSN)
+def test_connector_from_url_is_the_components_form_with_the_psycopg_driver():
+    connector = connector_from_url(DSN)
 
-    assert "hunter2" not in repr(block)
-    assert "hunter2" not in str(block.model_dump())
-    assert "hunter2" not in block.model_dump_json()
-    assert block.dsn() == DSN
+    info = connector.connection_info
+    assert isinstance(info, ConnectionComponents)
+    assert (info.driver, info.host, info.port, info.database, info.username) == (
+        "postgresql+psycopg",
+        "db.internal",
+        5432,
+        "weather",
+        "weather",
+    )
+    assert info.password.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(connector)
+    assert "hunter2" not in connector.model_dump_json()
 
 
-def test_warehouse_connection_rejects_an_unparseable_dsn_without_echoing_it():
-    with pytest.raises(ValidationError) as rejected:
-        WarehouseConnection(database_url="host=db password=hunter2 =broken")
+def test_connector_from_url_keeps_a_socket_directory_and_other_parameters():
+    info = connector_from_url("postgresql://postgres:@/weather?host=/tmp/pg&sslmode=disable").connection_info
+
+    assert (info.host, info.database, info.query) == ("/tmp/pg", "weather", {"sslmode": "disable"})
+    assert Warehouse(connector_from_url("postgresql://postgres:@/weather?host=/tmp/pg")).host == "/tmp/pg"
+
+
+def test_connector_from_url_rejects_an_unparseable_dsn_without_echoing_it():
+    with pytest.raises(ValueError) as rejected:
+        connector_from_url("host=db password=hunter2 =broken")
 
     assert "not a valid libpq connection string" in str(rejected.value)
     assert "hunter2" not in str(rejected.value)
 
 
-def test_warehouse_connection_with_session_limits_connects_and_runs_dbt_with_them():
-    block = WarehouseConnection(database_url=DSN).with_session_limits(30, 600)
+def test_warehouse_with_session_limits_passes_them_in_connect_args_options():
+    warehouse = Warehouse.from_url(DSN).with_session_limits(30, 600)
     limits = "-c lock_timeout=30000 -c statement_timeout=600000"
 
-    assert limits in block.dsn()
-    assert block.dbt_environment()["PGOPTIONS"] == limits
-    assert block.dbt_environment()["DBT_ENV_SECRET_PASSWORD"] == "hunter2"
-    assert block.describe() == "weather@db.internal:5432/weather"
-    assert "hunter2" not in repr(block)
+    assert warehouse.connect_args()["options"] == limits
+    assert warehouse.connect_args()["application_name"] == "weather-pipeline"
+    assert warehouse.options() == limits
+    assert warehouse.describe() == "weather@db.internal:5432/weather"
+    assert "hunter2" not in repr(warehouse)
 
 
-def test_warehouse_connection_session_limits_are_not_saved_with_the_document():
-    block = WarehouseConnection(database_url=DSN).with_session_limits(30, 600)
+def test_warehouse_without_session_limits_adds_no_options():
+    assert "options" not in Warehouse.from_url(DSN).connect_args()
 
-    assert set(block.model_dump()) >= {"database_url"}
-    assert "lock_timeout" not in block.model_dump_json()
-    assert WarehouseConnection(database_url=DSN).dsn() == DSN
-    assert "PGOPTIONS" not in WarehouseConnection(database_url=DSN).dbt_environment()
+
+def test_warehouse_keeps_a_user_connectors_own_options_and_connect_args_before_the_limits():
+    connector = SqlAlchemyConnector(
+        connection_info=ConnectionComponents(driver="postgresql+psycopg2", host="db", database="dw", username="etl"),
+        connect_args={"options": "-c search_path=raw", "sslmode": "require"},
+    )
+
+    args = Warehouse(connector).with_session_limits(1, 2).connect_args()
+
+    assert args["options"] == "-c search_path=raw -c lock_timeout=1000 -c statement_timeout=2000"
+    assert args["sslmode"] == "require"
+
+
+def test_warehouse_uses_psycopg_3_whichever_postgres_driver_the_document_names():
+    components = ConnectionComponents(driver="postgresql+psycopg2", host="db", database="dw", username="etl")
+    url_form = SqlAlchemyConnector(connection_info="postgresql+pg8000://etl:pw@db:5433/dw")
+
+    assert Warehouse(SqlAlchemyConnector(connection_info=components)).url.drivername == "postgresql+psycopg"
+    assert Warehouse(url_form).url.drivername == "postgresql+psycopg"
+    assert Warehouse(url_form).describe() == "etl@db:5433/dw"
+
+
+def test_warehouse_refuses_a_connector_to_another_database_engine():
+    with pytest.raises(WarehouseError, match="must point at Postgres"):
+        Warehouse(SqlAlchemyConnector(connection_info=ConnectionComponents(driver="sqlite+pysqlite", database="x")))
+
+
+def test_warehouse_dbt_target_has_the_connectors_credentials():
+    target = Warehouse.from_url(DSN).dbt_target()
+
+    assert target == {
+        "type": "postgres",
+        "host": "db.internal",
+        "port": 5432,
+        "user": "weather",
+        "password": "hunter2",
+        "dbname": "weather",
+        "schema": "analytics",
+        "threads": 4,
+        "application_name": "weather-pipeline",
+    }
 
 
 def test_source_api_defaults_are_the_settings_defaults():
@@ -116,12 +176,12 @@ def test_notification_webhook_signing_key_is_optional():
 
 def test_overrides_take_each_setting_from_its_document():
     updates, origins = overrides(
-        WarehouseConnection(database_url=DSN),
+        connector_from_url(DSN),
         SourceApi(base_url="http://127.0.0.1:8080", timeout_seconds=5, rate_limit=""),
         NotificationWebhook(url=HOOK, signing_key=SPEC_SECRET),
     )
 
-    assert updates["database_url"].get_secret_value() == DSN
+    assert updates["database_url"].get_secret_value() == "postgresql+psycopg://weather:hunter2@db.internal:5432/weather"
     assert (updates["source_url"], updates["http_timeout_seconds"], updates["source_rate_limit"]) == (
         "http://127.0.0.1:8080",
         5,
@@ -133,7 +193,7 @@ def test_overrides_take_each_setting_from_its_document():
 
 
 def test_overrides_keep_the_environment_for_missing_documents():
-    updates, origins = overrides(WarehouseConnection(database_url=DSN), None, None)
+    updates, origins = overrides(connector_from_url(DSN), None, None)
 
     assert set(updates) == {"database_url"}
     assert origins == {
@@ -153,7 +213,7 @@ def test_overrides_of_a_webhook_without_key_leave_notifications_unsigned():
 
 
 def test_describe_origins_names_where_settings_came_from_never_their_values():
-    _, origins = overrides(WarehouseConnection(database_url=DSN), None, NotificationWebhook(url=HOOK))
+    _, origins = overrides(connector_from_url(DSN), None, NotificationWebhook(url=HOOK))
 
     line = describe_origins(origins)
 
@@ -192,7 +252,7 @@ def test_resolve_resources_outside_a_deployment_reads_only_the_environment(monke
     resources = resolve_resources()
 
     assert resources == Resources.build(Settings())
-    assert resources.warehouse.database_url == SecretStr(DSN)
+    assert resources.warehouse == Warehouse.from_url(DSN).with_session_limits(300, 3600)
     assert resources.source.base_url == "http://127.0.0.1:9"
     assert resources.settings.source_url == "http://127.0.0.1:9"
 
@@ -213,8 +273,8 @@ def test_resources_keep_secrets_in_the_blocks_not_in_the_settings():
         None,
         None,
     )
-    assert resources.warehouse.database_url == SecretStr(DSN)
-    assert "-c lock_timeout=30000 -c statement_timeout=600000" in resources.warehouse.dsn()
+    assert resources.warehouse.url == Warehouse.from_url(DSN).url
+    assert resources.warehouse.connect_args()["options"] == "-c lock_timeout=30000 -c statement_timeout=600000"
     assert resources.webhook.url == SecretStr(HOOK)
     assert resources.webhook.signing_key == SecretStr(SPEC_SECRET)
 
@@ -223,7 +283,7 @@ def test_resources_prefer_documents_over_the_environment():
     settings = Settings(database_url="postgresql://nobody@127.0.0.1:1/none", source_url="http://127.0.0.1:1")
     source = SourceApi(base_url="http://127.0.0.1:8080", timeout_seconds=5, rate_limit="")
 
-    resources = Resources.build(settings, WarehouseConnection(database_url=DSN), source, None)
+    resources = Resources.build(settings, connector_from_url(DSN), source, None)
 
     assert resources.warehouse.describe() == "weather@db.internal:5432/weather"
     assert resources.source == source
@@ -238,3 +298,21 @@ def test_resources_without_a_warehouse_name_what_to_configure_and_start_none(no_
     with pytest.raises(WarehouseNotConfigured, match="PIPELINE_DATABASE_URL.*weather-warehouse"):
         _ = resources.warehouse
     assert not (tmp_path / "postgres").exists()
+
+
+def test_resolve_resources_outside_a_deployment_prefers_the_database_url_to_a_named_block(monkeypatch, no_pipeline_env):
+    monkeypatch.setenv("PIPELINE_DATABASE_URL", DSN)
+    monkeypatch.setenv("PIPELINE_WAREHOUSE_BLOCK", "analytics-postgres")
+
+    # No Prefect API is asked: the variable says where the warehouse is.
+    assert resolve_resources().warehouse.describe() == "weather@db.internal:5432/weather"
+
+
+def test_warehouse_connect_failure_names_the_server_but_not_the_password():
+    warehouse = Warehouse.from_url("postgresql://etl:hunter2@127.0.0.1:1/warehouse")
+
+    with pytest.raises(WarehouseError) as failed:
+        warehouse.connect()
+
+    assert str(failed.value).startswith("cannot connect to the warehouse at etl@127.0.0.1:1/warehouse: ")
+    assert "hunter2" not in str(failed.value)

@@ -1,19 +1,30 @@
+import json
 import logging
 import os
+import stat
 from datetime import date
 from types import SimpleNamespace
 
+import pytest
+from dbt_common.events.base_types import EventLevel
+
+from blocks import Warehouse
 from pipeline.transform import (
     DbtOutcome,
     NodeFailure,
     _forward_to,
     dbt_args,
+    dbt_environment,
+    dbt_event_level,
     describe_failures,
     failing_days,
-    profile_env,
+    profile,
+    profiles_dir,
     window_params,
 )
 from pipeline.window import Window
+
+DSN = "postgresql://etl:s3cret@db.internal:6543/warehouse"
 
 WINDOW = Window(date(2024, 3, 4), date(2024, 3, 9))
 
@@ -27,17 +38,54 @@ def test_dbt_args_are_one_build_without_vars_and_leave_unit_tests_to_ci():
     assert dbt_args() == ["build", "--exclude-resource-type", "unit_test"]
 
 
-def test_profile_env_reads_a_url_or_socket_dsn_and_marks_the_password_secret():
-    env = profile_env("postgresql://etl:s3cret@db.internal:6543/warehouse")
-    assert env == {
-        "PIPELINE_DBT_HOST": "db.internal",
-        "PIPELINE_DBT_PORT": "6543",
-        "PIPELINE_DBT_USER": "etl",
-        "PIPELINE_DBT_DBNAME": "warehouse",
-        "DBT_ENV_SECRET_PASSWORD": "s3cret",
-    }
-    socket = profile_env("postgresql://postgres:@/weather?host=/tmp/pg")
-    assert (socket["PIPELINE_DBT_HOST"], socket["PIPELINE_DBT_DBNAME"]) == ("/tmp/pg", "weather")
+def test_profile_is_the_projects_weather_profile_aimed_at_the_warehouse():
+    rendered = profile(Warehouse.from_url(DSN))
+
+    target = rendered["weather"]["outputs"][rendered["weather"]["target"]]
+    assert (target["host"], target["port"], target["user"], target["password"], target["dbname"]) == (
+        "db.internal",
+        6543,
+        "etl",
+        "s3cret",
+        "warehouse",
+    )
+    socket = profile(Warehouse.from_url("postgresql://postgres:@/weather?host=/tmp/pg"))["weather"]["outputs"]["prod"]
+    assert (socket["host"], socket["dbname"]) == ("/tmp/pg", "weather")
+
+
+def test_profiles_dir_is_private_holds_the_password_literally_and_is_removed_after():
+    warehouse = Warehouse.from_url("postgresql://etl:p%7B%7Bw%25d@db/warehouse")
+
+    with profiles_dir(warehouse) as folder:
+        path = folder / "profiles.yml"
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        written = json.loads(path.read_text())["weather"]["outputs"]["prod"]["password"]
+
+    assert written == "{% raw %}p{{w%d{% endraw %}"
+    assert not folder.exists()
+
+
+def test_dbt_environment_holds_the_session_limits_and_no_secret():
+    env = dbt_environment(Warehouse.from_url(DSN).with_session_limits(1, 2))
+
+    assert env["PGOPTIONS"] == "-c lock_timeout=1000 -c statement_timeout=2000"
+    assert env["DBT_SEND_ANONYMOUS_USAGE_STATS"] == "false"
+    assert "s3cret" not in json.dumps(env)
+    assert "PGOPTIONS" not in dbt_environment(Warehouse.from_url(DSN))
+
+
+@pytest.mark.parametrize(
+    ("prefect_level", "dbt_level"),
+    [
+        ("DEBUG", EventLevel.DEBUG),
+        ("INFO", EventLevel.INFO),
+        ("WARNING", EventLevel.WARN),
+        ("CRITICAL", EventLevel.ERROR),
+    ],
+)
+def test_dbt_event_level_maps_every_prefect_level_including_warning(prefect_level, dbt_level):
+    assert dbt_event_level(prefect_level) == dbt_level
 
 
 def test_describe_failures_names_each_failing_node_with_its_row_count_and_days():
@@ -65,11 +113,12 @@ def event(level: str, msg: str, name: str = "LogTestResult") -> SimpleNamespace:
 def test_dbt_events_reach_the_log_at_its_level_without_noise_or_secrets(caplog, monkeypatch):
     monkeypatch.setitem(os.environ, "DBT_ENV_SECRET_PASSWORD", "s3cret-pw")
     log = logging.getLogger("test.dbt.forward")
-    forward = _forward_to(log)
+    forward = _forward_to(log, Warehouse.from_url("postgresql://etl:pw-in-the-block@db/warehouse"))
     with caplog.at_level(logging.DEBUG, logger="test.dbt.forward"):
         log.setLevel(logging.WARNING)
         forward(event("info", "1 of 48 PASS stg_hourly_weather_unique_location_hour"))
         forward(event("warn", "Database error while connecting as etl with s3cret-pw"))
+        forward(event("warn", "password pw-in-the-block rejected"))
         forward(event("error", "connection refused", name="NewConnection"))
         log.setLevel(logging.INFO)
         forward(event("info", "2 of 48 PASS fct_daily_weather_unique_location_day"))
@@ -78,14 +127,9 @@ def test_dbt_events_reach_the_log_at_its_level_without_noise_or_secrets(caplog, 
 
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
         (logging.WARNING, "dbt: Database error while connecting as etl with *****"),
+        (logging.WARNING, "dbt: password ***** rejected"),
         (logging.INFO, "dbt: 2 of 48 PASS fct_daily_weather_unique_location_day"),
     ]
-
-
-def test_profile_env_passes_the_dsns_options_to_dbt_as_pgoptions():
-    env = profile_env("postgresql://etl@db/warehouse?options=-c%20lock_timeout%3D1000")
-
-    assert env["PGOPTIONS"] == "-c lock_timeout=1000"
 
 
 def test_failing_days_are_the_days_named_by_any_failing_test():

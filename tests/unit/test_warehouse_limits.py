@@ -1,44 +1,28 @@
-import psycopg
 import pytest
 
-from pipeline.warehouse import with_timeouts
+from blocks import Warehouse
+from pipeline.warehouse import session_options
 
 LIMITS = "-c lock_timeout=30000 -c statement_timeout=600000"
 
 
-def options(dsn: str) -> str:
-    return psycopg.conninfo.conninfo_to_dict(dsn)["options"]
-
-
-def test_with_timeouts_adds_lock_and_statement_timeouts_in_milliseconds_to_a_url_dsn():
-    dsn = with_timeouts("postgresql://etl:s3cret@db.internal:6543/warehouse", 30, 600)
-
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    assert info["options"] == LIMITS
-    assert (info["host"], info["port"], info["user"], info["password"], info["dbname"]) == (
-        "db.internal",
-        "6543",
-        "etl",
-        "s3cret",
-        "warehouse",
-    )
-
-
-def test_with_timeouts_keeps_the_dsns_own_options_and_socket_host():
-    dsn = with_timeouts("host=/tmp/pg dbname=weather options='-c search_path=raw'", 30, 600)
-
-    assert options(dsn) == f"-c search_path=raw {LIMITS}"
-    assert psycopg.conninfo.conninfo_to_dict(dsn)["host"] == "/tmp/pg"
-
-
-def test_with_timeouts_applied_twice_adds_them_once():
-    once = with_timeouts("postgresql://etl@db/warehouse", 30, 600)
-
-    assert with_timeouts(once, 30, 600) == once
+def test_session_options_are_lock_and_statement_timeouts_in_milliseconds():
+    assert session_options(30, 600) == LIMITS
 
 
 @pytest.mark.parametrize(("seconds", "milliseconds"), [(0, 1), (0.0001, 1), (1.5, 1500)])
-def test_with_timeouts_never_passes_zero_which_postgres_reads_as_no_limit(seconds, milliseconds):
-    dsn = with_timeouts("postgresql://etl@db/warehouse", seconds, seconds)
+def test_session_options_never_pass_zero_which_postgres_reads_as_no_limit(seconds, milliseconds):
+    assert session_options(seconds, seconds) == f"-c lock_timeout={milliseconds} -c statement_timeout={milliseconds}"
 
-    assert options(dsn) == f"-c lock_timeout={milliseconds} -c statement_timeout={milliseconds}"
+
+def test_warehouse_options_keep_the_urls_own_options_before_the_limits():
+    warehouse = Warehouse.from_url("host=/tmp/pg dbname=weather options='-c search_path=raw'")
+
+    assert warehouse.with_session_limits(30, 600).options() == f"-c search_path=raw {LIMITS}"
+    assert warehouse.host == "/tmp/pg"
+
+
+def test_warehouse_with_session_limits_applied_twice_adds_them_once():
+    once = Warehouse.from_url("postgresql://etl@db/warehouse").with_session_limits(30, 600)
+
+    assert once.with_session_limits(30, 600).options() == LIMITS
