@@ -140,6 +140,22 @@ def test_systemd_server_unit_keeps_analytics_off():
     assert re.search(r"^ExecStart=.* server start --analytics-off$", text, re.M)
 
 
+def test_systemd_server_unit_migrates_before_start_and_never_on_start():
+    lines = (DEPLOYMENTS / "systemd" / "prefect-server.service").read_text(encoding="utf-8").splitlines()
+    [pre] = [line for line in lines if line.startswith("ExecStartPre=")]
+    [start] = [line for line in lines if line.startswith("ExecStart=")]
+
+    assert pre.endswith("/.venv/bin/prefect server database upgrade -y")
+    assert start.startswith("ExecStart=/usr/bin/env PREFECT_SERVER_DATABASE_MIGRATE_ON_START=false ")
+
+
+def test_env_example_puts_the_server_on_a_postgres_database_named_prefect():
+    text = (DEPLOYMENTS / "weather.env.example").read_text(encoding="utf-8")
+    [url] = re.findall(r"^PREFECT_SERVER_DATABASE_CONNECTION_URL=(.*)$", text, re.M)
+
+    assert url.startswith("postgresql+asyncpg://") and url.endswith("/prefect")
+
+
 def test_bootstrap_sh_passes_bash_n():
     result = subprocess.run(["bash", "-n", str(DEPLOYMENTS / "bootstrap.sh")], capture_output=True, text=True)
 
