@@ -19,6 +19,7 @@ from prefect.workers.process import ProcessWorker
 from blocks import apply_blocks
 from pipeline.processes import tail
 from pipeline.settings import PROJECT_ROOT, Settings
+from pipeline.spread import ensure_chunk_limit
 
 DEFAULT_POOL = "weather-pool"
 # Lower is served first: a waiting daily run is picked before any backfill run.
@@ -40,6 +41,7 @@ def configure_server(settings: Settings, pool: str, project_dir: Path = PROJECT_
     say(ensure_work_pool(pool, QUEUES))
     if settings.source_rate_limit:
         say(ensure_rate_limit(settings.source_rate_limit, RATE_LIMIT_SLOTS, RATE_LIMIT_DECAY_PER_SECOND))
+    say(ensure_chunk_limit(settings.backfill_workers))
     for line in apply_blocks(settings):
         say(line)
     say(deploy(project_dir, pool))

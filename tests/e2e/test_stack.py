@@ -54,7 +54,7 @@ def test_pipeline_up_then_down_stops_exactly_its_processes_and_the_next_up_keeps
     assert f"Prefect UI: http://127.0.0.1:{port}" in up.stdout
     assert "Prefect server database: postgresql+asyncpg://postgres@/prefect?host=" in up.stdout
     assert alive_after_up == {"postgres": True, "source": True, "server": True, "worker": True}
-    assert sorted(d["name"] for d in deployments) == ["backfill", "daily", "freshness", "report-run"]
+    assert sorted(d["name"] for d in deployments) == ["backfill", "backfill-chunk", "daily", "freshness", "report-run"]
     assert down.returncode == 0, down.stdout + down.stderr
     assert [line.split(" ")[0] for line in down.stdout.splitlines()] == ["worker", "source", "server", "postgres"]
     assert "killed" not in down.stdout  # each stopped on its polite signal, within the timeout

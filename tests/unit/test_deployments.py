@@ -16,6 +16,7 @@ from prefect.utilities.callables import parameter_schema
 from flows.backfill import backfill_weather
 from pipeline.deploy import QUEUES, automation_specs, with_deployment_ids
 from pipeline.settings import Settings
+from pipeline.spread import CHUNK_DEPLOYMENT
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 DEPLOYMENTS = CHECKOUT / "deployments"
@@ -299,3 +300,17 @@ def test_the_backfill_deployment_accepts_every_reprocess_mode_including_transfor
     schema = parameter_schema(backfill_weather.fn).model_dump_for_openapi()
     reprocess = schema["properties"]["reprocess"]
     assert reprocess["enum"] == ["missing", "failed", "incomplete", "all", "transform"]
+
+
+def test_prefect_yaml_backfill_chunk_is_the_deployment_a_spread_backfill_runs(prefect_yaml):
+    chunk = _deployment(prefect_yaml, "backfill-chunk")
+    flow = load_flow_from_entrypoint(str(CHECKOUT / chunk["entrypoint"]))
+    schema = parameter_schema(flow).model_dump()
+
+    assert f"{flow.name}/{chunk['name']}" == CHUNK_DEPLOYMENT
+    assert {"first", "last", "location_ids"} <= set(schema["required"])
+    assert chunk["schedules"] == []
+    # Bounded by the weather-backfill-chunks global limit, not by a deployment limit of its own.
+    assert "concurrency_limit" not in chunk
+    assert chunk["work_pool"]["work_queue_name"] == "backfill"
+    assert chunk["enforce_parameter_schema"] is True

@@ -1,0 +1,192 @@
+"""Workers on separate hosts: two network namespaces, each with its own checkout, virtualenv, hostname and
+worker on the one pool, against the server, warehouse and source API of the root namespace."""
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import psycopg
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+from prefect.client.schemas.objects import FlowRun
+
+from blocks import apply_blocks
+from pipeline import processes, stack
+from pipeline import warehouse as wh
+from pipeline.settings import Settings
+from tests.e2e.conftest import CHECKOUT, POOL, Worker
+from tests.support.checkouts import copy_checkout, install_virtualenv
+from tests.support.forward import TcpForwarder
+from tests.support.hosts import Hosts, HostsUnavailable
+
+# Twelve days in chunks of two: six chunk runs.
+FIRST, LAST = date(2024, 1, 1), date(2024, 1, 12)
+CHUNK_DAYS = 2
+SUBMITTED = re.compile(r"Worker '([^']+)' submitting flow run '([0-9a-f-]{36})'")
+
+
+@dataclass(frozen=True)
+class Reachable:
+    """Where the hosts find the root namespace's services: its address on their bridge."""
+
+    api_url: str
+    database_url: str
+    source_url: str
+
+
+class HostWorker(Worker):
+    """A worker started inside one of the hosts, from that host's checkout and virtualenv."""
+
+    def __init__(self, hosts: Hosts, index: int, checkout: Path, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hosts, self.index = hosts, index
+        self.env |= {
+            "PREFECT_HOME": str(checkout / ".prefect"),
+            "PIPELINE_DATA_DIR": str(checkout / ".local"),
+            "PIPELINE_BACKFILL_CHUNK_DAYS": str(CHUNK_DAYS),
+        }
+
+    def start(self) -> None:
+        # At most two runs per worker: the host running the backfill itself has room for one chunk,
+        # so the chunk limit's three slots cannot all land on one host.
+        argv = stack.worker_command(POOL, self.python) + ["--name", self.name, "--limit", "2"]
+        self.process = processes.start_process(
+            self.name, self.hosts.command(self.index, argv), self.env, self.log, cwd=self.cwd
+        )
+
+    def submitted(self) -> set[UUID]:
+        """The flow runs this worker started, as its log says."""
+        text = self.log.read_text(encoding="utf-8", errors="replace")
+        return {UUID(run_id) for name, run_id in SUBMITTED.findall(text) if name == self.name}
+
+
+@pytest.fixture(scope="module")
+def hosts():
+    try:
+        made = Hosts(2).__enter__()
+    except HostsUnavailable as exc:
+        pytest.skip(f"cannot make two hosts as network namespaces here: {exc}")
+    try:
+        yield made
+    finally:
+        made.__exit__()
+
+
+@pytest.fixture(scope="module")
+def reachable(hosts, prefect_api, database_url, source):
+    """The server, the warehouse and the source API relayed from loopback to the root namespace's bridge address."""
+    info = psycopg.conninfo.conninfo_to_dict(database_url)
+    if str(info.get("host", "")).startswith("/") or not info.get("host"):
+        pytest.skip("the test warehouse listens on a Unix socket, which the hosts cannot reach")
+    targets = {
+        "api": ("127.0.0.1", urlsplit(prefect_api).port),
+        "postgres": (info["host"], int(info.get("port") or 5432)),
+        "source": ("127.0.0.1", urlsplit(source.url).port),
+    }
+    forwarders = [TcpForwarder((hosts.gateway, port), (host, port)).start() for host, port in targets.values()]
+    try:
+        yield Reachable(
+            api_url=f"http://{hosts.gateway}:{targets['api'][1]}/api",
+            database_url=psycopg.conninfo.make_conninfo(database_url, host=hosts.gateway),
+            source_url=f"http://{hosts.gateway}:{targets['source'][1]}",
+        )
+    finally:
+        for forwarder in forwarders:
+            forwarder.stop()
+
+
+@pytest.fixture(scope="module")
+def host_blocks(configured, reachable, database_url, source):
+    """The blocks every run reads, pointing at the addresses the hosts reach; put back afterwards."""
+    apply_blocks(Settings(database_url=reachable.database_url, source_url=reachable.source_url))
+    yield
+    apply_blocks(Settings(database_url=database_url, source_url=source.url))
+
+
+@pytest.fixture(scope="module")
+def host_workers(hosts, host_blocks, reachable, worker, stack_paths, locations_file, tmp_path_factory):
+    """One worker per host, each from its own copy of the checkout; the root namespace's worker is stopped."""
+    checkouts = [tmp_path_factory.mktemp(name) / "srv" / "weather" for name in hosts.hostnames]
+    for checkout in checkouts:
+        copy_checkout(CHECKOUT, checkout)
+    with ThreadPoolExecutor(len(checkouts)) as pool:
+        pythons = list(pool.map(install_virtualenv, checkouts))
+    workers = [
+        HostWorker(
+            hosts,
+            index,
+            checkout,
+            stack_paths,
+            reachable.api_url,
+            locations_file,
+            python=python,
+            cwd=checkout,
+            name=hosts.hostnames[index],
+        )
+        for index, (checkout, python) in enumerate(zip(checkouts, pythons, strict=True))
+    ]
+    worker.stop()
+    try:
+        for host_worker in workers:
+            host_worker.start()
+        yield workers
+    finally:
+        for host_worker in workers:
+            host_worker.stop()
+        worker.start()
+
+
+def create_backfill_run(**parameters) -> FlowRun:
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("backfill-weather/backfill")
+        return client.create_flow_run_from_deployment(
+            deployment.id,
+            parameters={"start_date": FIRST.isoformat(), "end_date": LAST.isoformat(), **parameters},
+        )
+
+
+def chunk_runs(parent: UUID) -> list[FlowRun]:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent]))
+        )
+
+
+def window_state(conn) -> tuple[dict, dict, dict]:
+    """Per-day raw and mart checksums of the window, and which flow run loaded each day."""
+    in_window = lambda checksums: {day: value for day, value in checksums.items() if FIRST <= day <= LAST}  # noqa: E731
+    loaded_by = dict(
+        conn.execute(
+            "select day, flow_run_id from ops.load_ledger where day between %s and %s", [FIRST, LAST]
+        ).fetchall()
+    )
+    return in_window(wh.day_checksums(conn, "raw")), in_window(wh.day_checksums(conn, "mart")), loaded_by
+
+
+def test_spread_backfill_runs_its_chunks_on_both_hosts_and_lands_what_the_in_process_one_did(host_workers, warehouse):
+    first_host, second_host = host_workers
+    in_process = first_host.wait_for_final_state(create_backfill_run(reprocess="all").id, timeout=240)
+    in_process_raw, in_process_mart, in_process_by = window_state(warehouse)
+
+    spread = first_host.wait_for_final_state(create_backfill_run(reprocess="all", spread=True).id, timeout=240)
+    spread_raw, spread_mart, spread_by = window_state(warehouse)
+    chunks = chunk_runs(spread.id)
+    by_host = {host.name: host.submitted() & {run.id for run in chunks} for host in host_workers}
+
+    assert in_process.state.is_completed(), f"{in_process.state.message}\n{first_host.log_tail()}"
+    assert spread.state.is_completed(), f"{spread.state.message}\n{first_host.log_tail()}\n{second_host.log_tail()}"
+    assert chunk_runs(in_process.id) == []
+    assert set(in_process_by.values()) == {in_process.id}
+    assert len(chunks) == (LAST - FIRST).days // CHUNK_DAYS + 1
+    assert all(run.state.is_completed() for run in chunks)
+    # Every day was rewritten by a chunk run, to exactly what the in-process backfill had written.
+    assert set(spread_by.values()) == {run.id for run in chunks}
+    assert len(spread_raw) == (LAST - FIRST).days + 1
+    assert (spread_raw, spread_mart) == (in_process_raw, in_process_mart)
+    assert all(by_host.values()), by_host
+    assert set().union(*by_host.values()) == {run.id for run in chunks}
