@@ -24,9 +24,9 @@ from tests.support.checkouts import copy_checkout, install_virtualenv
 from tests.support.forward import TcpForwarder
 from tests.support.hosts import Hosts, HostsUnavailable
 
-# Twelve days in chunks of two: six chunk runs.
+# Twelve days in chunks of four: three chunk runs, all in flight at once.
 FIRST, LAST = date(2024, 1, 1), date(2024, 1, 12)
-CHUNK_DAYS = 2
+CHUNK_DAYS = 4
 SUBMITTED = re.compile(r"Worker '([^']+)' submitting flow run '([0-9a-f-]{36})'")
 
 
