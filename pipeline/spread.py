@@ -5,7 +5,6 @@ from datetime import date
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.concurrency.sync import concurrency
 from prefect.deployments import run_deployment
@@ -15,6 +14,7 @@ from prefect.futures import as_completed
 from blocks import WarehouseConnection
 from pipeline import ledger
 from pipeline.errors import StepFailed
+from pipeline.limits import ensure_limit_exists
 from pipeline.load import DayLoad
 from pipeline.tasks import Ingested
 from pipeline.window import Window
@@ -61,13 +61,9 @@ def landed(chunk: Window, stored: dict[date, tuple[int, str]]) -> list[DayLoad]:
 
 def ensure_chunk_limit(slots: int) -> str:
     """Create the chunk limit with `slots` if it is missing; an existing one keeps what its operator set."""
-    with get_client(sync_client=True) as client:
-        try:
-            limit = client.read_global_concurrency_limit_by_name(CHUNK_LIMIT)
-            return f"{CHUNK_LIMIT}: {limit.limit} chunk runs at once"
-        except ObjectNotFound:
-            client.upsert_global_concurrency_limit_by_name(CHUNK_LIMIT, slots)
-            return f"{CHUNK_LIMIT}: created, {slots} chunk runs at once"
+    if ensure_limit_exists(CHUNK_LIMIT, slots):
+        return f"{CHUNK_LIMIT}: created, {slots} chunk runs at once"
+    return f"{CHUNK_LIMIT}: present"
 
 
 def rerun_if_crashed(task, task_run, state) -> bool:
