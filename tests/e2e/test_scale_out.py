@@ -2,9 +2,10 @@
 worker on the one pool, against the server, warehouse and source API of the root namespace."""
 
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -16,10 +17,12 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlo
 from prefect.client.schemas.objects import FlowRun
 
 from blocks import apply_blocks
-from pipeline import processes, stack
+from pipeline import deploy, processes, stack
 from pipeline import warehouse as wh
 from pipeline.settings import Settings
+from pipeline.source_server import FaultPlan
 from tests.e2e.conftest import CHECKOUT, POOL, Worker
+from tests.support import poll_until
 from tests.support.checkouts import copy_checkout, install_virtualenv
 from tests.support.forward import TcpForwarder
 from tests.support.hosts import Hosts, HostsUnavailable
@@ -141,12 +144,12 @@ def host_workers(hosts, host_blocks, reachable, worker, stack_paths, locations_f
         worker.start()
 
 
-def create_backfill_run(**parameters) -> FlowRun:
+def create_backfill_run(first: date = FIRST, last: date = LAST, **parameters) -> FlowRun:
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("backfill-weather/backfill")
         return client.create_flow_run_from_deployment(
             deployment.id,
-            parameters={"start_date": FIRST.isoformat(), "end_date": LAST.isoformat(), **parameters},
+            parameters={"start_date": first.isoformat(), "end_date": last.isoformat(), **parameters},
         )
 
 
@@ -157,12 +160,12 @@ def chunk_runs(parent: UUID) -> list[FlowRun]:
         )
 
 
-def window_state(conn) -> tuple[dict, dict, dict]:
+def window_state(conn, first: date = FIRST, last: date = LAST) -> tuple[dict, dict, dict]:
     """Per-day raw and mart checksums of the window, and which flow run loaded each day."""
-    in_window = lambda checksums: {day: value for day, value in checksums.items() if FIRST <= day <= LAST}  # noqa: E731
+    in_window = lambda checksums: {day: value for day, value in checksums.items() if first <= day <= last}  # noqa: E731
     loaded_by = dict(
         conn.execute(
-            "select day, flow_run_id from ops.load_ledger where day between %s and %s", [FIRST, LAST]
+            "select day, flow_run_id from ops.load_ledger where day between %s and %s", [first, last]
         ).fetchall()
     )
     return in_window(wh.day_checksums(conn, "raw")), in_window(wh.day_checksums(conn, "mart")), loaded_by
@@ -190,3 +193,79 @@ def test_spread_backfill_runs_its_chunks_on_both_hosts_and_lands_what_the_in_pro
     assert (spread_raw, spread_mart) == (in_process_raw, in_process_mart)
     assert all(by_host.values()), by_host
     assert set().union(*by_host.values()) == {run.id for run in chunks}
+
+
+@pytest.fixture
+def quick_crash_detection(configured, tmp_path):
+    """weather-crashed-runs after 45 s without a heartbeat instead of 90, for the length of one test."""
+    deployed = CHECKOUT / deploy.AUTOMATIONS / "crashed-runs.yaml"
+    text = deployed.read_text(encoding="utf-8")
+    assert "  within: 90\n" in text
+    (tmp_path / deployed.name).write_text(text.replace("  within: 90\n", "  within: 45\n"), encoding="utf-8")
+    deploy.apply_automations(tmp_path)
+    yield
+    deploy.apply_automations(CHECKOUT / deploy.AUTOMATIONS)
+
+
+def test_a_lost_hosts_chunk_runs_are_found_crashed_and_run_again_on_the_other_host(
+    host_workers, warehouse, source, quick_crash_detection
+):
+    first_host, second_host = host_workers
+    first, last = LAST + timedelta(days=1), LAST + timedelta(days=12)
+    # The backfill itself runs on the first host; the second joins for the chunks.
+    second_host.stop()
+    # Every download takes 6 s, so the chunk runs are still running when the host goes.
+    source.faults = FaultPlan(slow=1.0, slow_seconds=6)
+    try:
+        backfill = create_backfill_run(first, last, spread=True)
+        first_host.wait_for_running(backfill.id, timeout=120)
+        second_host.start()
+
+        def running_on_second_host() -> list[FlowRun]:
+            taken = second_host.submitted()
+            mine = [run for run in chunk_runs(backfill.id) if run.id in taken]
+            return mine if mine and all(run.state.is_running() for run in mine) else []
+
+        lost = poll_until(running_on_second_host, timeout=150, interval=0.5, what="chunk runs running on host-b")
+        time.sleep(2)  # past each run's first heartbeat, sent as it starts
+        second_host.kill()
+        killed_at = time.monotonic()
+        lost_ids = {run.id for run in lost}
+        crashed = poll_until(
+            lambda: (
+                [run for run in chunk_runs(backfill.id) if run.id in lost_ids and run.state.is_crashed()]
+                if all(run.state.is_crashed() for run in chunk_runs(backfill.id) if run.id in lost_ids)
+                else []
+            ),
+            timeout=150,
+            interval=1.0,
+            what="the lost host's chunk runs to be marked Crashed",
+        )
+        detected_after = time.monotonic() - killed_at
+        final = first_host.wait_for_final_state(backfill.id, timeout=300)
+    finally:
+        source.faults = FaultPlan()
+        second_host.start()
+    runs = chunk_runs(backfill.id)
+    completed = [run for run in runs if run.state.is_completed()]
+    raw, _, loaded_by = window_state(warehouse, first, last)
+
+    assert final.state.is_completed(), f"{final.state.message}\n{first_host.log_tail()}"
+    assert {run.id for run in crashed} == lost_ids
+    assert all("No heartbeat" in (run.state.message or "") for run in crashed)
+    assert detected_after < 45 + 60, detected_after
+    # Each chunk completed exactly once; the lost ones on the host that was left.
+    chunks = {(run.parameters["first"], run.parameters["last"]) for run in runs}
+    assert sorted((run.parameters["first"], run.parameters["last"]) for run in completed) == sorted(chunks)
+    assert len(chunks) == (last - first).days // CHUNK_DAYS + 1
+    reruns = [
+        run
+        for run in completed
+        if (run.parameters["first"], run.parameters["last"])
+        in {(lost_run.parameters["first"], lost_run.parameters["last"]) for lost_run in lost}
+    ]
+    assert {run.id for run in reruns} <= first_host.submitted()
+    # Nothing lost, nothing twice: every day once per location and hour, loaded by a completed chunk run.
+    assert sorted(raw) == [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    assert all(rows == keys == 24 * 3 for rows, keys, _ in raw.values()), raw
+    assert set(loaded_by.values()) <= {run.id for run in completed}
