@@ -17,8 +17,9 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlo
 from prefect.client.schemas.objects import FlowRun
 
 from blocks import apply_blocks
-from pipeline import deploy, processes, stack
+from pipeline import deploy, limits, processes, stack
 from pipeline import warehouse as wh
+from pipeline.defaults import SOURCE_RATE_LIMIT as RATE_LIMIT
 from pipeline.settings import Settings
 from pipeline.source_server import FaultPlan
 from tests.e2e.conftest import CHECKOUT, POOL, Worker
@@ -30,6 +31,8 @@ from tests.support.hosts import Hosts, HostsUnavailable
 # Twelve days in chunks of four: three chunk runs, all in flight at once.
 FIRST, LAST = date(2024, 1, 1), date(2024, 1, 12)
 CHUNK_DAYS = 4
+# Ten locations, fetched one per request: enough calls for the rate limit to have something to pace.
+LOCATIONS = 10
 SUBMITTED = re.compile(r"Worker '([^']+)' submitting flow run '([0-9a-f-]{36})'")
 
 
@@ -52,6 +55,8 @@ class HostWorker(Worker):
             "PREFECT_HOME": str(checkout / ".prefect"),
             "PIPELINE_DATA_DIR": str(checkout / ".local"),
             "PIPELINE_BACKFILL_CHUNK_DAYS": str(CHUNK_DAYS),
+            # A request per location: the rate limit has calls enough to pace.
+            "PIPELINE_LOCATIONS_PER_REQUEST": "1",
         }
 
     def start(self) -> None:
@@ -111,8 +116,32 @@ def host_blocks(configured, reachable, database_url, source):
     apply_blocks(Settings(database_url=database_url, source_url=source.url))
 
 
+@pytest.fixture
+def paced(configured):
+    """`pace(rate)`: the open-meteo-api limit, which the hosts share, at `rate` calls a second; as before after."""
+
+    def pace(rate: float) -> None:
+        limits.ensure_rate_limit(RATE_LIMIT, 1, rate)
+
+    yield pace
+    limits.ensure_rate_limit(RATE_LIMIT, limits.RATE_LIMIT_SLOTS, limits.RATE_LIMIT_DECAY_PER_SECOND)
+
+
 @pytest.fixture(scope="module")
-def host_workers(hosts, host_blocks, reachable, worker, stack_paths, locations_file, tmp_path_factory):
+def host_locations(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("host-locations") / "locations.csv"
+    rows = [f"p{n:02d},Place {n},{40 + n}.5,{n}.25" for n in range(LOCATIONS)]
+    path.write_text("location_id,name,latitude,longitude\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def busiest_second(times: list[float]) -> int:
+    """The most requests that arrived within any one second."""
+    return max((sum(1 for other in times if start <= other < start + 1.0) for start in times), default=0)
+
+
+@pytest.fixture(scope="module")
+def host_workers(hosts, host_blocks, reachable, worker, stack_paths, host_locations, tmp_path_factory):
     """One worker per host, each from its own copy of the checkout; the root namespace's worker is stopped."""
     checkouts = [tmp_path_factory.mktemp(name) / "srv" / "weather" for name in hosts.hostnames]
     for checkout in checkouts:
@@ -126,7 +155,7 @@ def host_workers(hosts, host_blocks, reachable, worker, stack_paths, locations_f
             checkout,
             stack_paths,
             reachable.api_url,
-            locations_file,
+            host_locations,
             python=python,
             cwd=checkout,
             name=hosts.hostnames[index],
@@ -171,12 +200,20 @@ def window_state(conn, first: date = FIRST, last: date = LAST) -> tuple[dict, di
     return in_window(wh.day_checksums(conn, "raw")), in_window(wh.day_checksums(conn, "mart")), loaded_by
 
 
-def test_spread_backfill_runs_its_chunks_on_both_hosts_and_lands_what_the_in_process_one_did(host_workers, warehouse):
+def test_spread_backfill_runs_its_chunks_on_both_hosts_and_lands_what_the_in_process_one_did(
+    host_workers, paced, warehouse, source
+):
     first_host, second_host = host_workers
+    source.reset_counters()
     in_process = first_host.wait_for_final_state(create_backfill_run(reprocess="all").id, timeout=240)
+    in_process_requests = source.request_times
     in_process_raw, in_process_mart, in_process_by = window_state(warehouse)
 
+    # Two calls a second for both hosts together: one slot, freed after half a second.
+    paced(2.0)
+    source.reset_counters()
     spread = first_host.wait_for_final_state(create_backfill_run(reprocess="all", spread=True).id, timeout=240)
+    requests = source.request_times
     spread_raw, spread_mart, spread_by = window_state(warehouse)
     chunks = chunk_runs(spread.id)
     by_host = {host.name: host.submitted() & {run.id for run in chunks} for host in host_workers}
@@ -193,6 +230,11 @@ def test_spread_backfill_runs_its_chunks_on_both_hosts_and_lands_what_the_in_pro
     assert (spread_raw, spread_mart) == (in_process_raw, in_process_mart)
     assert all(by_host.values()), by_host
     assert set().union(*by_host.values()) == {run.id for run in chunks}
+    # Both hosts pulled at once, through the one rate limit: at most the slot plus two freed in any
+    # second, where each chunk alone asks for its ten back to back (the in-process run did: unpaced).
+    assert len(requests) == LOCATIONS * len(chunks)
+    assert busiest_second(requests) <= 3, [round(t - requests[0], 2) for t in requests]
+    assert busiest_second(in_process_requests) > 3, [round(t - in_process_requests[0], 2) for t in in_process_requests]
 
 
 @pytest.fixture
@@ -214,8 +256,8 @@ def test_a_lost_hosts_chunk_runs_are_found_crashed_and_run_again_on_the_other_ho
     first, last = LAST + timedelta(days=1), LAST + timedelta(days=12)
     # The backfill itself runs on the first host; the second joins for the chunks.
     second_host.stop()
-    # Every download takes 6 s, so the chunk runs are still running when the host goes.
-    source.faults = FaultPlan(slow=1.0, slow_seconds=6)
+    # Every download takes 0.5 s, so the chunk runs are still running when the host goes.
+    source.faults = FaultPlan(slow=1.0, slow_seconds=0.5)
     try:
         backfill = create_backfill_run(first, last, spread=True)
         first_host.wait_for_running(backfill.id, timeout=120)
@@ -267,5 +309,5 @@ def test_a_lost_hosts_chunk_runs_are_found_crashed_and_run_again_on_the_other_ho
     assert {run.id for run in reruns} <= first_host.submitted()
     # Nothing lost, nothing twice: every day once per location and hour, loaded by a completed chunk run.
     assert sorted(raw) == [first + timedelta(days=n) for n in range((last - first).days + 1)]
-    assert all(rows == keys == 24 * 3 for rows, keys, _ in raw.values()), raw
+    assert all(rows == keys == 24 * LOCATIONS for rows, keys, _ in raw.values()), raw
     assert set(loaded_by.values()) <= {run.id for run in completed}
