@@ -216,6 +216,8 @@ def test_spread_backfill_runs_its_chunks_on_both_hosts_and_lands_what_the_in_pro
     requests = source.request_times
     spread_raw, spread_mart, spread_by = window_state(warehouse)
     chunks = chunk_runs(spread.id)
+    # Run again: the ledger says every day landed, so no chunk run starts and nothing is rewritten.
+    rerun = first_host.wait_for_final_state(create_backfill_run(spread=True).id, timeout=240)
     by_host = {host.name: host.submitted() & {run.id for run in chunks} for host in host_workers}
 
     assert in_process.state.is_completed(), f"{in_process.state.message}\n{first_host.log_tail()}"
@@ -228,6 +230,9 @@ def test_spread_backfill_runs_its_chunks_on_both_hosts_and_lands_what_the_in_pro
     assert set(spread_by.values()) == {run.id for run in chunks}
     assert len(spread_raw) == (LAST - FIRST).days + 1
     assert (spread_raw, spread_mart) == (in_process_raw, in_process_mart)
+    assert rerun.state.is_completed(), f"{rerun.state.message}\n{first_host.log_tail()}"
+    assert chunk_runs(rerun.id) == []
+    assert window_state(warehouse)[2] == spread_by
     assert all(by_host.values()), by_host
     assert set().union(*by_host.values()) == {run.id for run in chunks}
     # Both hosts pulled at once, through the one rate limit: at most the slot plus two freed in any
