@@ -61,13 +61,49 @@ install_unit() {
     chmod 0644 "$unit_dir/$1"
 }
 
+# The server's `prefect` role and database, when they are missing in a Postgres on this VM. psql runs as
+# the postgres superuser over the local socket; the password travels on stdin, never a command line.
+ensure_server_database() {
+    local url=${PREFECT_SERVER_DATABASE_CONNECTION_URL:-}
+    if [ -z "$url" ]; then
+        echo "bootstrap: set PREFECT_SERVER_DATABASE_CONNECTION_URL in $env_file (the server's Postgres database)" >&2
+        exit 1
+    fi
+    if ! command -v psql >/dev/null || ! id postgres >/dev/null 2>&1; then
+        say "no local Postgres here: the database in PREFECT_SERVER_DATABASE_CONNECTION_URL must exist"
+        return
+    fi
+    "$checkout/.venv/bin/python" - <<'PY' | runuser -u postgres -- psql -q -X -v ON_ERROR_STOP=1 -d postgres
+import os
+from sqlalchemy.engine import make_url
+
+url = make_url(os.environ["PREFECT_SERVER_DATABASE_CONNECTION_URL"])
+if url.host not in (None, "127.0.0.1", "localhost", "::1"):
+    raise SystemExit(0)  # another machine's Postgres: its administrator creates the database
+
+
+def literal(value):
+    return "'" + str(value or "").replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+print(rf"\set role {literal(url.username)}")
+print(rf"\set password {literal(url.password)}")
+print(rf"\set database {literal(url.database)}")
+print(r"""select format('create role %I login password %L', :'role', :'password')
+  where not exists (select from pg_roles where rolname = :'role') \gexec
+select format('create database %I owner %I', :'database', :'role')
+  where not exists (select from pg_database where datname = :'database') \gexec""")
+PY
+}
+
 if [ "$worker_only" = false ]; then
+    ensure_server_database
     install_unit prefect-server.service
     systemctl daemon-reload
     systemctl enable --quiet prefect-server.service
     systemctl restart prefect-server.service
     say "waiting for the Prefect API at $PREFECT_API_URL"
-    # A fresh SQLite database is migrated on first start: allow a few minutes on a small VM.
+    # The unit migrates the database before the server starts: allow a few minutes on a small VM.
     "$checkout/.venv/bin/python" - "$PREFECT_API_URL" <<'PY'
 import sys, time, urllib.request
 deadline = time.monotonic() + 300

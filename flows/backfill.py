@@ -17,8 +17,9 @@ from pipeline.locations import read_locations
 from pipeline.progress import BackfillProgress
 from pipeline.runs import run_notifier
 from pipeline.settings import Settings
+from pipeline.spread import ensure_chunk_limit, spread_chunks
 from pipeline.summary import RunSummary, TestCounts, WindowSummary
-from pipeline.tasks import ingest_chunks, prepare_warehouse, read_ledger, transform_window
+from pipeline.tasks import ingest_chunks, ingest_window, prepare_warehouse, read_ledger, transform_window
 from pipeline.transform import ParsedProject
 from pipeline.window import Window, check_not_future
 
@@ -37,10 +38,19 @@ notify_backfill = run_notifier("backfill")
     on_failure=[notify_backfill],
 )
 def backfill_weather(
-    start_date: date, end_date: date, reprocess: Reprocess = "missing", dry_run: bool = False
+    start_date: date,
+    end_date: date,
+    reprocess: Reprocess = "missing",
+    dry_run: bool = False,
+    spread: bool = False,
 ) -> RunSummary:
     """Load the days (and locations) of [start_date, end_date] that the ledger says need it, then build,
-    test and publish them with one dbt build."""
+    test and publish them with one dbt build.
+
+    Args:
+        spread: load each chunk as a flow run of the backfill-chunk deployment, on any worker of its
+            pool (at most `weather-backfill-chunks` at once), instead of in this run's own threads.
+    """
     resources = resolve_resources()
     settings = resources.settings
     today = datetime.now(UTC).date()
@@ -91,14 +101,24 @@ def backfill_weather(
             failures: list[StepFailed] = []
             changed = 0
             # "all" means rewrite: it also repairs days whose rows no longer match their checksum.
-            outcomes = ingest_chunks(
-                resources,
-                locations,
-                chunks,
-                runtime.flow_run.id,
-                reprocess == "all",
-                plan.chunk_locations[: len(chunks)],
-            )
+            if spread:
+                get_run_logger().info(ensure_chunk_limit(settings.backfill_workers))
+                outcomes = spread_chunks(
+                    warehouse,
+                    [location.location_id for location in locations],
+                    chunks,
+                    reprocess == "all",
+                    plan.chunk_locations[: len(chunks)],
+                )
+            else:
+                outcomes = ingest_chunks(
+                    resources,
+                    locations,
+                    chunks,
+                    runtime.flow_run.id,
+                    reprocess == "all",
+                    plan.chunk_locations[: len(chunks)],
+                )
             for outcome in outcomes:
                 if isinstance(outcome, StepFailed):
                     failures.append(outcome)
@@ -135,6 +155,30 @@ def backfill_weather(
     )
     create_table_artifact([summary_row(summary)], key="backfill-summary", description=f"backfill {window}")
     return summary
+
+
+@flow(
+    name="backfill-chunk",
+    # A chunk is a slice of a backfill: the backfill's own bound applies to it as well.
+    timeout_seconds=Settings.model_fields["backfill_timeout_seconds"].default,
+)
+def backfill_chunk(first: date, last: date, location_ids: list[str], force: bool = False) -> int:
+    """Load one chunk of a spread backfill: the days [first, last] of `location_ids`; returns the rows loaded.
+
+    The backfill that started it plans, transforms and reports; this run only extracts and loads.
+    """
+    resources = resolve_resources()
+    window = Window(first, last)
+    with step("prepare", window):
+        # Every worker reads the same locations file; one that lacks a location says so.
+        by_id = {location.location_id: location for location in read_locations(resources.settings.locations_file)}
+        if unknown := [location_id for location_id in location_ids if location_id not in by_id]:
+            raise ValueError(
+                f"locations {', '.join(unknown)} are not in this worker's locations file"
+                f" {resources.settings.locations_file}"
+            )
+    locations = tuple(by_id[location_id] for location_id in location_ids)
+    return ingest_window(resources, locations, window, runtime.flow_run.id, cache=False, force=force).rows
 
 
 def summary_row(summary: RunSummary) -> dict:

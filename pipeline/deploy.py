@@ -17,15 +17,14 @@ from prefect.settings import PREFECT_API_URL, get_current_settings
 from prefect.workers.process import ProcessWorker
 
 from blocks import apply_blocks
+from pipeline.concurrency import RATE_LIMIT_DECAY_PER_SECOND, RATE_LIMIT_SLOTS, ensure_rate_limit
 from pipeline.processes import tail
 from pipeline.settings import PROJECT_ROOT, Settings
+from pipeline.spread import ensure_chunk_limit
 
 DEFAULT_POOL = "weather-pool"
 # Lower is served first: a waiting daily run is picked before any backfill run.
 QUEUES = {"daily": 1, "backfill": 10}
-# The public archive allows fewer than 600 calls a minute: one slot per call, 10 freed a second.
-RATE_LIMIT_SLOTS = 600
-RATE_LIMIT_DECAY_PER_SECOND = 10.0
 AUTOMATIONS = Path("deployments") / "automations"
 
 Say = Callable[[str], None]
@@ -40,6 +39,7 @@ def configure_server(settings: Settings, pool: str, project_dir: Path = PROJECT_
     say(ensure_work_pool(pool, QUEUES))
     if settings.source_rate_limit:
         say(ensure_rate_limit(settings.source_rate_limit, RATE_LIMIT_SLOTS, RATE_LIMIT_DECAY_PER_SECOND))
+    say(ensure_chunk_limit(settings.backfill_workers))
     for line in apply_blocks(settings):
         say(line)
     say(deploy(project_dir, pool))
@@ -68,13 +68,6 @@ def ensure_work_pool(pool: str, queues: dict[str, int]) -> str:
                 client.update_work_queue(queue.id, priority=priority)
     listed = ", ".join(f"{name} (priority {priority})" for name, priority in queues.items())
     return f"work pool {pool}: {'created' if existing is None else 'present'}, queues {listed}"
-
-
-def ensure_rate_limit(name: str, slots: int, decay_per_second: float) -> str:
-    """Create or update the global concurrency limit that paces calls to the source API."""
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(name, slots, slot_decay_per_second=decay_per_second)
-    return f"rate limit {name}: {slots} slots, {decay_per_second:g} freed per second"
 
 
 def deploy(project_dir: Path, pool: str) -> str:

@@ -3,14 +3,18 @@ machine in the background and recorded so that `down` stops exactly them."""
 
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from psycopg import sql
 from pydantic import SecretStr
+from sqlalchemy.engine import URL, make_url
 
 from pipeline import embedded
 from pipeline.defaults import OFFLINE_ENV
@@ -24,11 +28,16 @@ from pipeline.processes import (
     record,
     start_process,
     stop_process,
+    tail,
     wait_until,
 )
 from pipeline.settings import Settings
 
 SERVER_STARTUP_SECONDS = 180.0
+# The Prefect server's own database, beside the warehouse on the same Postgres.
+PREFECT_DATABASE = "prefect"
+SERVER_DATABASE_URL = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
+MIGRATION_TIMEOUT_SECONDS = 600.0
 
 
 @dataclass
@@ -76,9 +85,9 @@ def up(settings: Settings, port: int, pool: str, local_source: bool = False, say
         raise ProcessError(f"the stack already runs a server at {previous.api_url}; run `pipeline down` first")
     env = stack_env(paths, api_url)
 
-    def ensure(name: str, argv: list[str]) -> Process:
+    def ensure(name: str, argv: list[str], process_env: dict[str, str] = env) -> Process:
         # Recorded as soon as it starts, so `down` can stop it even if a later step fails.
-        process = state.process(name) or start_process(name, argv, env, paths.logs / f"{name}.log")
+        process = state.process(name) or start_process(name, argv, process_env, paths.logs / f"{name}.log")
         _remember(paths, state, process)
         return process
 
@@ -97,7 +106,13 @@ def up(settings: Settings, port: int, pool: str, local_source: bool = False, say
         settings = settings.model_copy(update={"source_url": state.source_url, "source_rate_limit": ""})
         say(f"source API: local, {state.source_url}")
 
-    server = ensure("server", server_command(port))
+    if state.process("server") is None:
+        server_env = env | server_database_env(settings.database_url.get_secret_value())
+        say(f"Prefect server database: {describe_database_url(server_env[SERVER_DATABASE_URL])}")
+        upgrade_server_database(server_env, paths.logs / "server-migrations.log")
+    else:
+        server_env = env
+    server = ensure("server", server_command(port), server_env)
     wait_until(lambda: api_healthy(api_url), server, SERVER_STARTUP_SECONDS, f"the Prefect server at {api_url}")
     say(f"Prefect server: {api_url} (pid {server.pid}, log {server.log})")
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
@@ -126,6 +141,56 @@ def server_command(port: int) -> list[str]:
 
 def worker_command(pool: str, python: str = sys.executable) -> list[str]:
     return [python, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"]
+
+
+def server_database_env(warehouse_dsn: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The server's database settings: PREFECT_SERVER_DATABASE_CONNECTION_URL if set, else a `prefect`
+    database beside the warehouse (created if missing); migrations only by `upgrade_server_database`."""
+    environ = os.environ if environ is None else environ
+    url = environ.get(SERVER_DATABASE_URL) or _ensure_prefect_database(warehouse_dsn)
+    # Several server processes starting at once would race to migrate; `up` and the units migrate first.
+    return {SERVER_DATABASE_URL: url, "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false"}
+
+
+def prefect_database_url(warehouse_dsn: str, database: str = PREFECT_DATABASE) -> str:
+    """The asyncpg URL of `database` on the server, and as the user, of the warehouse's libpq DSN."""
+    info = psycopg.conninfo.conninfo_to_dict(warehouse_dsn)
+    host = info.get("host") or None
+    # asyncpg takes a Unix socket directory (the embedded Postgres) as the `host` query parameter.
+    socket = host is not None and host.startswith("/")
+    return URL.create(
+        "postgresql+asyncpg",
+        username=info.get("user") or None,
+        password=info.get("password") or None,
+        host=None if socket else host,
+        port=int(info["port"]) if info.get("port") else None,
+        database=database,
+        query={"host": host} if socket else {},
+    ).render_as_string(hide_password=False)
+
+
+def describe_database_url(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def upgrade_server_database(env: dict[str, str], log_path: Path) -> None:
+    """`prefect server database upgrade -y` with the server's settings: migrations applied before it starts."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        result = subprocess.run(
+            [sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=MIGRATION_TIMEOUT_SECONDS,
+        )
+    if result.returncode != 0:
+        raise ProcessError(
+            f"the Prefect server's database migrations failed (exit {result.returncode}); {log_path} ends:"
+            f" {tail(log_path.read_text(encoding='utf-8', errors='replace'))}"
+        )
 
 
 def stack_env(paths: StackPaths, api_url: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -173,6 +238,20 @@ def _start_postgres(pgdata: Path) -> tuple[str, Process]:
     # What `pg_ctl stop -m fast` sends: roll back open transactions, shut down cleanly.
     postmaster = record("postgres", server.get_pid(), str(pgdata / "log"), stop_signal="SIGINT", group=False)
     return server.get_uri(embedded.DATABASE), postmaster
+
+
+def _ensure_prefect_database(warehouse_dsn: str) -> str:
+    """Create the `prefect` database on the warehouse's server if it is missing; its asyncpg URL."""
+    with psycopg.connect(warehouse_dsn, autocommit=True, connect_timeout=10) as conn:
+        if not conn.execute("select 1 from pg_database where datname = %s", [PREFECT_DATABASE]).fetchone():
+            try:
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(PREFECT_DATABASE)))
+            except psycopg.errors.InsufficientPrivilege:
+                raise ProcessError(
+                    f"the warehouse's user may not create the {PREFECT_DATABASE!r} database for the Prefect server:"
+                    f" create it (createdb -O <user> {PREFECT_DATABASE}), or set {SERVER_DATABASE_URL}"
+                ) from None
+    return prefect_database_url(warehouse_dsn)
 
 
 def _remember(paths: StackPaths, state: StackState, process: Process) -> None:

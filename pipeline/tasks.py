@@ -16,6 +16,7 @@ from prefect.tasks import exponential_backoff
 
 from blocks import Resources, SourceApi, Warehouse
 from pipeline import assets, extract, ledger, load, quota, transform
+from pipeline.concurrency import RATE_LIMIT_DECAY_PER_SECOND, RATE_LIMIT_SLOTS, ensure_limit_exists
 from pipeline.errors import StepFailed, step
 from pipeline.locations import Location, read_locations
 from pipeline.settings import Settings
@@ -70,7 +71,8 @@ def fetch_observations(
     if rate_limit_name:
         weight = extract.call_weight(len(locations), len(window))
         try:
-            rate_limit(rate_limit_name, occupy=weight, timeout_seconds=rate_limit_timeout)
+            # strict: a limit missing here (ingest_window creates it) must not mean unpaced calls.
+            rate_limit(rate_limit_name, occupy=weight, timeout_seconds=rate_limit_timeout, strict=True)
         except TimeoutError:  # not transient: a limit this busy will not free up in a retry's delay
             raise TimeoutError(
                 f"waited {rate_limit_timeout:g} s for {weight} slots of the rate limit {rate_limit_name!r}"
@@ -181,6 +183,7 @@ def ingest_window(
         with step("extract", window):
             if source.rate_limit:  # the public API: its calls count against the hour and the day
                 record_api_calls(warehouse, window, locations, settings.locations_per_request, flow_run_id)
+                ensure_limit_exists(source.rate_limit, RATE_LIMIT_SLOTS, RATE_LIMIT_DECAY_PER_SECOND)
             batches = [
                 fetch(source, batch, window, settings.rate_limit_timeout_seconds)
                 for batch in extract.batch_locations(locations, settings.locations_per_request)

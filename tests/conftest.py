@@ -34,9 +34,15 @@ def _admin_dsn(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory):
+def admin_url(tmp_path_factory) -> str:
+    """The DSN of a Postgres server where the tests may create and drop databases."""
+    return _admin_dsn(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def database_url(admin_url):
     """A database created for this test session and dropped after it."""
-    admin = _admin_dsn(tmp_path_factory)
+    admin = admin_url
     name = f"weather_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))

@@ -7,6 +7,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -41,6 +42,7 @@ class SourceServer:
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._requests = 0
+        self._request_times: list[float] = []
         self._faults_injected: dict[str, int] = {}
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -71,6 +73,12 @@ class SourceServer:
             return self._requests
 
     @property
+    def request_times(self) -> list[float]:
+        """When each archive request arrived (time.monotonic()), to check the pace callers keep."""
+        with self._lock:
+            return list(self._request_times)
+
+    @property
     def faults_injected(self) -> dict[str, int]:
         """Faults applied so far, by kind."""
         with self._lock:
@@ -79,6 +87,7 @@ class SourceServer:
     def reset_counters(self) -> None:
         with self._lock:
             self._requests = 0
+            self._request_times = []
             self._faults_injected = {}
 
     def start(self) -> SourceServer:
@@ -122,6 +131,7 @@ class SourceServer:
         """Count the request and draw its fault; untargeted requests leave the seeded sequence as it was."""
         with self._lock:
             self._requests += 1
+            self._request_times.append(time.monotonic())
             plan = self._faults
             if not plan.targets(query):
                 return plan, None, 200

@@ -6,6 +6,7 @@ Package-scoped: started once for the tests in this folder and stopped before any
 import functools
 import os
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID
@@ -16,6 +17,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from psycopg import sql
 
 from pipeline import deploy, processes, stack
 from pipeline.settings import Settings
@@ -57,17 +59,39 @@ def locations_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="package")
-def prefect_api(stack_paths):
-    """`prefect server start` on a free port, on SQLite in a fresh PREFECT_HOME; this process's client uses it."""
+def server_database(admin_url):
+    """The server's own database, created for these tests and dropped after them: as on a VM, Postgres."""
+    name = f"prefect_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    try:
+        yield stack.prefect_database_url(admin_url, database=name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="package")
+def prefect_api(stack_paths, server_database):
+    """`prefect server start` on a free port, on a Postgres database migrated first; this process's client uses it."""
     port = processes.free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    # A queued run asks for a slot again after this many seconds (default 30).
-    env = stack.stack_env(stack_paths, api_url) | {
-        "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "1",
-        # The tests create every run themselves: the real 06:00 and 07:05 runs, due while the
-        # suite happens to run then, would load today's window into the tests' warehouse.
-        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+    server_env = {
+        stack.SERVER_DATABASE_URL: server_database,
+        "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false",
     }
+    # A queued run asks for a slot again after this many seconds (default 30).
+    env = (
+        stack.stack_env(stack_paths, api_url)
+        | server_env
+        | {
+            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "1",
+            # The tests create every run themselves: the real 06:00 and 07:05 runs, due while the
+            # suite happens to run then, would load today's window into the tests' warehouse.
+            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+        }
+    )
+    stack.upgrade_server_database(env, stack_paths.logs / "server-migrations.log")
     server = processes.start_process("server", stack.server_command(port), env, stack_paths.logs / "server.log")
     try:
         processes.wait_until(

@@ -16,6 +16,7 @@ from prefect.utilities.callables import parameter_schema
 from flows.backfill import backfill_weather
 from pipeline.deploy import QUEUES, automation_specs, with_deployment_ids
 from pipeline.settings import Settings
+from pipeline.spread import CHUNK_DEPLOYMENT
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 DEPLOYMENTS = CHECKOUT / "deployments"
@@ -138,6 +139,22 @@ def test_systemd_server_unit_keeps_analytics_off():
     text = (DEPLOYMENTS / "systemd" / "prefect-server.service").read_text(encoding="utf-8")
 
     assert re.search(r"^ExecStart=.* server start --analytics-off$", text, re.M)
+
+
+def test_systemd_server_unit_migrates_before_start_and_never_on_start():
+    lines = (DEPLOYMENTS / "systemd" / "prefect-server.service").read_text(encoding="utf-8").splitlines()
+    [pre] = [line for line in lines if line.startswith("ExecStartPre=")]
+    [start] = [line for line in lines if line.startswith("ExecStart=")]
+
+    assert pre.endswith("/.venv/bin/prefect server database upgrade -y")
+    assert start.startswith("ExecStart=/usr/bin/env PREFECT_SERVER_DATABASE_MIGRATE_ON_START=false ")
+
+
+def test_env_example_puts_the_server_on_a_postgres_database_named_prefect():
+    text = (DEPLOYMENTS / "weather.env.example").read_text(encoding="utf-8")
+    [url] = re.findall(r"^PREFECT_SERVER_DATABASE_CONNECTION_URL=(.*)$", text, re.M)
+
+    assert url.startswith("postgresql+asyncpg://") and url.endswith("/prefect")
 
 
 def test_bootstrap_sh_passes_bash_n():
@@ -283,3 +300,17 @@ def test_the_backfill_deployment_accepts_every_reprocess_mode_including_transfor
     schema = parameter_schema(backfill_weather.fn).model_dump_for_openapi()
     reprocess = schema["properties"]["reprocess"]
     assert reprocess["enum"] == ["missing", "failed", "incomplete", "all", "transform"]
+
+
+def test_prefect_yaml_backfill_chunk_is_the_deployment_a_spread_backfill_runs(prefect_yaml):
+    chunk = _deployment(prefect_yaml, "backfill-chunk")
+    flow = load_flow_from_entrypoint(str(CHECKOUT / chunk["entrypoint"]))
+    schema = parameter_schema(flow).model_dump()
+
+    assert f"{flow.name}/{chunk['name']}" == CHUNK_DEPLOYMENT
+    assert {"first", "last", "location_ids"} <= set(schema["required"])
+    assert chunk["schedules"] == []
+    # Bounded by the weather-backfill-chunks global limit, not by a deployment limit of its own.
+    assert "concurrency_limit" not in chunk
+    assert chunk["work_pool"]["work_queue_name"] == "backfill"
+    assert chunk["enforce_parameter_schema"] is True

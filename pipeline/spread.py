@@ -1,0 +1,123 @@
+"""A backfill spread over the work pool: each chunk a flow run of the backfill-chunk deployment."""
+
+from collections.abc import Iterator, Sequence
+from datetime import date
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import FlowRun
+from prefect.concurrency.sync import concurrency
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+from prefect.futures import as_completed
+
+from blocks import Warehouse
+from pipeline import ledger
+from pipeline.concurrency import ensure_limit_exists
+from pipeline.errors import StepFailed
+from pipeline.load import DayLoad
+from pipeline.tasks import Ingested
+from pipeline.window import Window
+
+CHUNK_DEPLOYMENT = "backfill-chunk/backfill-chunk"
+# The global concurrency limit that bounds chunk runs in flight, across every backfill and worker.
+CHUNK_LIMIT = "weather-backfill-chunks"
+# How often a backfill asks the server whether a chunk run has finished.
+POLL_SECONDS = 1.0
+# A chunk run that crashed (its worker or host lost) is started again this many times.
+CRASH_RERUNS = 2
+
+
+class ChunkRunFailed(Exception):
+    """A chunk's flow run ended in a state other than Completed."""
+
+    def __init__(self, chunk: Window, run: FlowRun):
+        self.crashed = run.state is not None and run.state.is_crashed()
+        state = run.state.name if run.state is not None else "without a state"
+        message = (run.state.message or "").strip().splitlines()[0] if run.state and run.state.message else ""
+        super().__init__(
+            f"chunk {chunk}: flow run {run.name} ({run.id}) is {state}" + (f": {message}" if message else "")
+        )
+
+
+def chunk_parameters(chunk: Window, location_ids: Sequence[str], force: bool) -> dict:
+    """The backfill-chunk deployment's parameters for one chunk, as JSON."""
+    return {
+        "first": chunk.first.isoformat(),
+        "last": chunk.last.isoformat(),
+        "location_ids": list(location_ids),
+        "force": force,
+    }
+
+
+def landed(chunk: Window, stored: dict[date, tuple[int, str]]) -> list[DayLoad]:
+    """Each day of `chunk` as the warehouse holds it; a day the chunk run did not land fails the chunk."""
+    if missing := [day for day in chunk.days if day not in stored]:
+        raise RuntimeError(
+            f"chunk {chunk}: the run completed but the ledger has no load of {', '.join(map(str, missing))}"
+        )
+    return [DayLoad(day, *stored[day]) for day in chunk.days]
+
+
+def ensure_chunk_limit(slots: int) -> str:
+    """Create the chunk limit with `slots` if it is missing; an existing one keeps what its operator set."""
+    if ensure_limit_exists(CHUNK_LIMIT, slots):
+        return f"{CHUNK_LIMIT}: created, {slots} chunk runs at once"
+    return f"{CHUNK_LIMIT}: present"
+
+
+def rerun_if_crashed(task, task_run, state) -> bool:
+    """Start a chunk again only when its run crashed (a lost worker): a failed load would fail again."""
+    try:
+        state.result()
+    except ChunkRunFailed as failed:
+        return failed.crashed
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    name="run-backfill-chunk",
+    task_run_name="chunk-{chunk}",
+    cache_policy=NO_CACHE,
+    retries=CRASH_RERUNS,
+    retry_condition_fn=rerun_if_crashed,
+)
+def run_backfill_chunk(warehouse: Warehouse, chunk: Window, location_ids: tuple[str, ...], force: bool) -> Ingested:
+    """Run one chunk on whichever worker of the pool takes it, holding a slot of the chunk limit meanwhile."""
+    with concurrency(CHUNK_LIMIT, occupy=1, strict=True):
+        try:
+            run = run_deployment(
+                CHUNK_DEPLOYMENT, parameters=chunk_parameters(chunk, location_ids, force), poll_interval=POLL_SECONDS
+            )
+        except ObjectNotFound:
+            raise RuntimeError(
+                f"a spread backfill needs the {CHUNK_DEPLOYMENT} deployment (pipeline deploy) on the server"
+                " in PREFECT_API_URL, and workers on its pool"
+            ) from None
+    if run.state is None or not run.state.is_completed():
+        raise ChunkRunFailed(chunk, run)
+    with warehouse.connect() as conn:
+        stored = ledger.stored_days(conn, chunk, list(location_ids))
+    return Ingested(landed(chunk, stored), 0.0, 0.0)
+
+
+def spread_chunks(
+    warehouse: Warehouse,
+    location_ids: Sequence[str],
+    chunks: Sequence[Window],
+    force: bool = False,
+    chunk_locations: Sequence[tuple[str, ...] | None] = (),
+) -> Iterator[Ingested | StepFailed]:
+    """Run every chunk as a flow run of its own; yields each as it lands, a failed one as StepFailed."""
+    subsets = chunk_locations or [None] * len(chunks)
+    futures = {
+        run_backfill_chunk.submit(warehouse, chunk, tuple(ids or location_ids), force): chunk
+        for chunk, ids in zip(chunks, subsets, strict=True)
+    }
+    for future in as_completed(list(futures)):
+        try:
+            yield future.result()
+        except Exception as exc:
+            yield exc if isinstance(exc, StepFailed) else StepFailed("load", futures[future], exc)
