@@ -13,10 +13,10 @@ from blocks import resolve_resources
 from pipeline import quota
 from pipeline.backfill import Reprocess, plan_backfill
 from pipeline.errors import StepFailed, step
+from pipeline.limits import timed_by
 from pipeline.locations import read_locations
 from pipeline.progress import BackfillProgress
 from pipeline.runs import run_notifier
-from pipeline.settings import Settings
 from pipeline.summary import RunSummary, TestCounts, WindowSummary
 from pipeline.tasks import ingest_chunks, prepare_warehouse, read_ledger, transform_window
 from pipeline.transform import ParsedProject
@@ -31,11 +31,10 @@ notify_backfill = run_notifier("backfill")
     # that matters is this machine's cores and its Postgres, and a pool costs no API
     # round trip per chunk the way a global concurrency limit would.
     task_runner=ThreadPoolTaskRunner(max_workers=16),
-    # The default of PIPELINE_BACKFILL_TIMEOUT_SECONDS; `pipeline backfill` applies the setting.
-    timeout_seconds=Settings.model_fields["backfill_timeout_seconds"].default,
     on_completion=[notify_backfill],
     on_failure=[notify_backfill],
 )
+@timed_by("backfill_timeout_seconds")
 def backfill_weather(
     start_date: date, end_date: date, reprocess: Reprocess = "missing", dry_run: bool = False
 ) -> RunSummary:

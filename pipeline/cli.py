@@ -255,8 +255,6 @@ def _finished(state, command: str) -> "RunSummary | None":
 
     result = state.result(raise_on_failure=False)
     reason = first_line(result) if isinstance(result, BaseException) else str(state.message)
-    if isinstance(result, TimeoutError) and state.message:  # "Flow run exceeded timeout of …", not "Scope …"
-        reason = state.message
     print(f"pipeline {command} failed: {reason}", file=sys.stderr)
     return None
 
@@ -268,8 +266,7 @@ def _run_daily(day: date | None) -> int:
     read_locations(Settings().locations_file)
     from flows.daily import daily_weather
 
-    timed = daily_weather.with_options(timeout_seconds=Settings().daily_timeout_seconds)
-    summary = _finished(timed(logical_date=day, return_state=True), "run")
+    summary = _finished(daily_weather(logical_date=day, return_state=True), "run")
     if summary is None:
         return 1
     print(
@@ -296,9 +293,7 @@ def _backfill(start: date, end: date, reprocess: str, dry_run: bool, yes: bool) 
     read_locations(settings.locations_file)
     from flows.backfill import backfill_weather
 
-    state = backfill_weather.with_options(timeout_seconds=settings.backfill_timeout_seconds)(
-        start_date=start, end_date=end, reprocess=reprocess, dry_run=dry_run, return_state=True
-    )
+    state = backfill_weather(start_date=start, end_date=end, reprocess=reprocess, dry_run=dry_run, return_state=True)
     summary = _finished(state, "backfill")
     if summary is None:
         return 1

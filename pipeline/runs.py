@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 
 from prefect import Flow, runtime
 from prefect.client.schemas.objects import FlowRun, State
+from prefect.flow_engine import FlowRunTimeoutError
 
 from blocks import Resources, resolve_resources
 from pipeline import alerts, heartbeat, notify, outbox
@@ -34,7 +35,7 @@ def notification_data(flow_run, result: object) -> dict:
                 "failures": [{"name": f.name, "status": f.status, "failures": f.failures} for f in outcome.failures],
             }
     elif isinstance(result, BaseException):
-        # A flow run past its timeout_seconds ends with a TimeoutError that no step caught.
+        # A flow run past its time limit ends with a TimeoutError that no step caught.
         failed_step = "timeout" if isinstance(result, TimeoutError) else "start"
         data |= {"window": None, "failed_step": failed_step, "error": first_line(result)[:500]}
     elif isinstance(result, RunSummary):
@@ -69,7 +70,7 @@ def send_run_notification(kind: Kind, flow: Flow, flow_run: FlowRun, state: Stat
     backfill = kind == "backfill"
     event_type = notify.RUN_FAILED if failed else notify.BACKFILL_COMPLETED if backfill else notify.RUN_SUCCEEDED
     data = notification_data(flow_run, result)
-    if isinstance(result, TimeoutError) and state.message:  # "Flow run exceeded timeout of …", not "Scope …"
+    if isinstance(result, FlowRunTimeoutError) and state.message:  # "Flow run exceeded timeout of …", not "Scope …"
         data["error"] = state.message
     logical_date = _logical_date(result)
     key = str(flow_run.id)

@@ -270,8 +270,11 @@ def test_a_run_past_its_time_limit_fails_saying_so(notifying, source, monkeypatc
     code = main(["run", "--date", str(DAY)])
 
     assert code == 1
-    assert "pipeline run failed: Flow run exceeded timeout of 1.0 second(s)" in capsys.readouterr().err.splitlines()
+    assert (
+        "pipeline run failed: the run exceeded PIPELINE_DAILY_TIMEOUT_SECONDS=1 s"
+        in capsys.readouterr().err.splitlines()
+    )
     [delivery] = notifying.deliveries
     event = json.loads(delivery.body)
     assert (event["type"], event["data"]["failed_step"]) == ("pipeline.run.failed", "timeout")
-    assert event["data"]["error"] == "Flow run exceeded timeout of 1.0 second(s)"
+    assert event["data"]["error"] == "the run exceeded PIPELINE_DAILY_TIMEOUT_SECONDS=1 s"
