@@ -39,6 +39,7 @@ def timed_by(field: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             except RunTimedOut:
                 raise RunTimedOut(f"the run exceeded {variable}={seconds:g} s") from None
 
+        timed.time_limit = variable  # type: ignore[attr-defined]
         return timed
 
     return bound
