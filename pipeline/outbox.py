@@ -72,7 +72,10 @@ def enqueue(
 
 
 def deliver_due(conn: psycopg.Connection, resources: Resources, limit: int = BATCH) -> int:
-    """Try every message whose attempt is due, oldest first; returns how many were delivered.
+    """Deliver the waiting messages in the order they were written, once any is due; returns how many were.
+
+    A delivery makes every message still waiting due at once, so the receiver, back after an
+    outage, gets what it missed oldest first and before anything newer.
 
     `conn` must be in autocommit mode: each message is locked, sent and updated in its own
     transaction, so a crash loses at most one attempt's bookkeeping (the message is sent again,
@@ -92,6 +95,7 @@ def deliver_due(conn: psycopg.Connection, resources: Resources, limit: int = BAT
             attempt = webhook.post(body.encode(), msg_id)
             if attempt.accepted:
                 conn.execute(query("outbox_delivered"), {"id": row_id})
+                conn.execute(query("outbox_release"))
                 delivered += 1
                 continue
             retry_in = retry_delay(attempts + 1, resources.settings.outbox_retry_seconds)

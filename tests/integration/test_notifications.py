@@ -278,3 +278,32 @@ def test_a_run_past_its_time_limit_fails_saying_so(notifying, source, monkeypatc
     event = json.loads(delivery.body)
     assert (event["type"], event["data"]["failed_step"]) == ("pipeline.run.failed", "timeout")
     assert event["data"]["error"] == "the run exceeded PIPELINE_DAILY_TIMEOUT_SECONDS=1 s"
+
+
+def test_outbox_delivers_older_messages_first_once_the_receiver_is_back(notifying, db):
+    # A failure queued while the receiver was down waits out its backoff; the next message is due at once.
+    resources = Resources.build(Settings())
+    warehouse.migrate(db)
+    notifying.fail_first(1)
+    with db.transaction():
+        outbox.enqueue(db, resources, notify.RUN_FAILED, {"logical_date": "2024-03-05"}, "older", datetime.now(UTC))
+    assert outbox.deliver_due(db, resources) == 0
+    with db.transaction():
+        outbox.enqueue(db, resources, notify.RUN_SUCCEEDED, {"logical_date": "2024-03-06"}, "newer", datetime.now(UTC))
+        outbox.enqueue(db, resources, notify.RUN_LATE, {"logical_date": "2024-03-07"}, "newest", datetime.now(UTC))
+    # Even one that is not due yet: a delivery makes everything waiting due.
+    db.execute(
+        "update ops.outbox set next_attempt_at = now() + interval '1 hour' where event_type = %s", [notify.RUN_LATE]
+    )
+
+    delivered = outbox.deliver_due(db, resources)
+
+    assert delivered == 3
+    received = [(event["type"], event["data"]["logical_date"]) for event in notifying.events()]
+    assert received == [
+        ("pipeline.run.failed", "2024-03-05"),  # the failed first attempt
+        ("pipeline.run.failed", "2024-03-05"),
+        ("pipeline.run.succeeded", "2024-03-06"),
+        ("pipeline.run.late", "2024-03-07"),
+    ]
+    assert db.execute("select count(*) from ops.outbox where delivered_at is null").fetchone()[0] == 0
