@@ -184,9 +184,14 @@ def check_freshness_command(
 
 
 @app.command("alerts")
-def alerts_command() -> int:
+def alerts_command(
+    resend: Annotated[
+        int | None,
+        typer.Option("--resend", metavar="ID", help="send this notification now, dead-lettered or not"),
+    ] = None,
+) -> int:
     """deliver waiting notifications, then list those still undelivered (exit 1 if any)"""
-    return execute(lambda: _with_local_warehouse(_alerts))
+    return execute(lambda: _with_local_warehouse(lambda: _alerts(resend)))
 
 
 @source_app.command("serve")
@@ -356,10 +361,14 @@ def _check_freshness(day: date | None) -> int:
     return 1
 
 
-def _alerts() -> int:
+def _alerts(resend: int | None = None) -> int:
     from pipeline import outbox
 
     resources = _resources()
+    if resend is not None:
+        with resources.warehouse.connect(autocommit=True) as conn:
+            attempt = outbox.resend(conn, resources, resend)
+        print(f"notification {resend}: {'delivered' if attempt.accepted else 'not delivered'} ({attempt.outcome})")
     delivered = outbox.flush(resources)
     with resources.warehouse.connect() as conn:
         pending = outbox.undelivered(conn)
@@ -370,10 +379,14 @@ def _alerts() -> int:
         return 0
     print(f"{'id':>6}  {'state':<8} {'type':<28} {'created (UTC)':<17} {'tries':>5}  next attempt / last error")
     for message in pending:
+        # A dead letter is not tried again: the time shown is when it was given up.
+        when = _minute(message.dead_at or message.next_attempt_at)
         print(
             f"{message.id:>6}  {message.state:<8} {message.event_type:<28} {_minute(message.created_at):<17} "
-            f"{message.attempts:>5}  {_minute(message.next_attempt_at)}  {message.last_error or ''}".rstrip()
+            f"{message.attempts:>5}  {when}  {message.last_error or ''}".rstrip()
         )
+    if any(message.dead_at for message in pending):
+        print("dead: no longer retried; once the receiver is fixed, re-send with: pipeline alerts --resend ID")
     return 1
 
 
