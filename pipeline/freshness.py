@@ -6,7 +6,7 @@ of the day's run to the alert, and "unknown" stands in for it when it is not.
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import (
@@ -45,14 +45,9 @@ def check(
             "run_state": run["state"] if run else "none",
             "flow_run": run,
         }
-        with conn.transaction():
-            claimed = alerts.claim(conn, deployment, day, "late", flow_run_id)
-            if claimed:
-                key = f"{deployment}/{day}/late/{claimed.isoformat()}"
-                outbox.enqueue(conn, resources, notify.RUN_LATE, data, key, datetime.now(UTC))
-        outbox.deliver_due(conn, resources)
+        sent = alerts.send(conn, resources, [alerts.Alert(notify.RUN_LATE, data, deployment, day, "late", flow_run_id)])
     logger.warning("%s for %s has not landed (run: %s)", deployment, day, data["run_state"])
-    return {"logical_date": day.isoformat(), "late": True, "alerted": bool(claimed), "run_state": data["run_state"]}
+    return {"logical_date": day.isoformat(), "late": True, "alerted": bool(sent), "run_state": data["run_state"]}
 
 
 def lookup_run(day: date, deployment: str) -> dict | None:

@@ -49,8 +49,7 @@ def retry_delay(attempts: int, base: float, cap: float = RETRY_CAP_SECONDS) -> f
 
 def render(settings: Settings, event_type: str, data: dict, now: datetime) -> bytes:
     """The body the receiver gets, in the configured format; it is stored and re-sent byte for byte."""
-    event = notify.build_event(event_type, data, now)
-    return orjson.dumps(notify.slack_message(event) if settings.webhook_format == "slack" else event)
+    return orjson.dumps(notify.compose(event_type, data, now, settings.webhook_format))
 
 
 def available(conn: psycopg.Connection) -> bool:
