@@ -276,7 +276,7 @@ def _run_daily(day: date | None) -> int:
         return 1
     print(
         f"pipeline run succeeded: logical date {summary.logical_date}, window {summary.window}, "
-        f"{summary.rows_loaded} rows loaded, dbt tests {summary.dbt_tests.counts}; seconds: {summary.seconds}"
+        f"{summary.rows_loaded} rows loaded, dbt tests {summary.dbt_tests}; {summary.timings()}"
     )
     return 0
 
@@ -310,10 +310,9 @@ def _backfill(start: date, end: date, reprocess: str, dry_run: bool, yes: bool) 
         )
         return 3
     if not dry_run:
-        tests = summary.dbt_tests.counts if summary.dbt_tests else None
         print(
             f"pipeline backfill succeeded: {summary.days_planned} days loaded, {summary.rows_loaded:,} rows, "
-            f"{summary.checksums_changed} days changed, dbt tests {tests}; seconds: {summary.seconds}"
+            f"{summary.checksums_changed} days changed, dbt tests {summary.dbt_tests or 'none'}; {summary.timings()}"
         )
     return 0
 
