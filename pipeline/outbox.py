@@ -62,7 +62,7 @@ def enqueue(
 ) -> str | None:
     """Write one notification to the outbox, in the caller's transaction; returns its `webhook-id`.
 
-    Without a webhook nothing is queued: the event is only logged, as it always was.
+    Without a webhook nothing is queued: the event is only logged.
     """
     if resources.webhook is None:
         logger.info("notification %s (no PIPELINE_WEBHOOK_URL configured)", event_type)
