@@ -331,6 +331,8 @@ def test_outbox_dead_letters_a_message_after_its_attempts_and_reports_it_to_the_
     listed = capsys.readouterr().out
     resent_code = main(["alerts", "--resend", str(dead_id)])
     resent = capsys.readouterr().out
+    unknown_code = main(["alerts", "--resend", str(dead_id + 1000)])
+    unknown = capsys.readouterr().err
 
     assert tried == [0, 0, 0] and later == 1
     assert [event["type"] for event in notifying.events()] == [
@@ -348,6 +350,7 @@ def test_outbox_dead_letters_a_message_after_its_attempts_and_reports_it_to_the_
     assert f"{dead_id:>6}  dead " in listed and "HTTP 503" in listed
     assert (resent_code, f"notification {dead_id}: delivered (HTTP 204)") == (0, resent.splitlines()[0])
     assert "no undelivered notifications" in resent
+    assert unknown_code == 2 and f"no undelivered notification with id {dead_id + 1000}" in unknown
 
 
 def test_outbox_dead_letters_a_message_older_than_its_age_limit_at_its_next_failure(notifying, db, monkeypatch):
