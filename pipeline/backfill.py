@@ -3,14 +3,14 @@
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 from pipeline.extract import call_weight
 from pipeline.ledger import DayStatus
 from pipeline.window import Window, chunk, consecutive_runs
 
 Reprocess = Literal["missing", "failed", "incomplete", "all", "transform"]
-MODES: tuple[Reprocess, ...] = ("missing", "failed", "incomplete", "all", "transform")
+MODES: tuple[Reprocess, ...] = get_args(Reprocess)
 
 
 @dataclass(frozen=True)
