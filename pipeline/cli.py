@@ -352,11 +352,11 @@ def _check_freshness(day: date | None) -> int:
     day = day or alerts.due_logical_date(datetime.now(UTC), settings.deadline)
     lookup = freshness.bounded_lookup(settings.prefect_api_timeout_seconds)
     result = freshness.check(resources, day, freshness.DAILY_DEPLOYMENT, lookup)
-    if not result["late"]:
-        print(f"{result['logical_date']}: landed")
+    if not result.late:
+        print(f"{result.logical_date}: landed")
         return 0
-    alerted = "alert sent" if result["alerted"] else "already alerted"
-    print(f"{result['logical_date']}: LATE (daily run: {result['run_state']}); {alerted}")
+    alerted = "alert sent" if result.alerted else "already alerted"
+    print(f"{result.logical_date}: LATE (daily run: {result.run_state}); {alerted}")
     return 1
 
 

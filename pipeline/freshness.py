@@ -15,6 +15,7 @@ from prefect.settings import (
     PREFECT_CLIENT_MAX_RETRIES,
     temporary_settings,
 )
+from pydantic import BaseModel, ConfigDict
 
 from blocks import Resources
 from pipeline import alerts, notify, outbox, warehouse
@@ -27,16 +28,29 @@ logger = logging.getLogger("pipeline.freshness")
 RunLookup = Callable[[date, str], dict | None]
 
 
+class Freshness(BaseModel):
+    """What the check found for one logical date."""
+
+    model_config = ConfigDict(frozen=True)
+
+    logical_date: date
+    late: bool
+    # Whether this check sent the late alert (False: the day landed, or it was alerted before).
+    alerted: bool = False
+    # The day's daily run as the Prefect server knows it: a state name, "none" or "unknown".
+    run_state: str | None = None
+
+
 def check(
     resources: Resources, day: date, deployment: str, run_lookup: RunLookup, flow_run_id: str | None = None
-) -> dict:
+) -> Freshness:
     """Alert once if `day` has not landed; deliver whatever else the outbox holds either way."""
     settings = resources.settings
     with resources.warehouse.connect(autocommit=True) as conn:
         warehouse.migrate(conn)
         if alerts.landed(conn, day):
             outbox.deliver_due(conn, resources)
-            return {"logical_date": day.isoformat(), "late": False, "alerted": False}
+            return Freshness(logical_date=day, late=False)
         run = run_lookup(day, deployment)
         data = {
             "deployment": deployment,
@@ -47,7 +61,7 @@ def check(
         }
         sent = alerts.send(conn, resources, [alerts.Alert(notify.RUN_LATE, data, deployment, day, "late", flow_run_id)])
     logger.warning("%s for %s has not landed (run: %s)", deployment, day, data["run_state"])
-    return {"logical_date": day.isoformat(), "late": True, "alerted": bool(sent), "run_state": data["run_state"]}
+    return Freshness(logical_date=day, late=True, alerted=bool(sent), run_state=data["run_state"])
 
 
 def lookup_run(day: date, deployment: str) -> dict | None:
