@@ -19,12 +19,14 @@ class RunTimedOut(TimeoutError):
 def timed_by(field: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Bound each call of a flow function by the setting `field` (e.g. "daily_timeout_seconds").
 
-    Not `@flow(timeout_seconds=...)`: a decorator's arguments are evaluated when the module is
-    imported, and a worker's flow-run process imports it before any setting is read, so a
-    deployment run would keep the default whatever the VM's env file says. Nor a flow built with
-    `with_options` at import: anything importing the module would read the environment. Read
-    here, on the first line of the run, the one setting reaches CLI runs and deployment runs alike.
-    It raises a TimeoutError, which Prefect records as a Failed state named TimedOut.
+    Not `@flow(timeout_seconds=...)`: decorator arguments are evaluated when the module is
+    imported, so they can hold only a default, which a deployment run would keep whatever the worker's
+    env file says. Reading `Settings()` there, or building the entrypoint with `with_options` at
+    module level, would read the environment in every process that imports the flow (the CLI,
+    `prefect deploy`, tests), not when a run starts. Prefect enforces `timeout_seconds` with this
+    same scope around the flow function's call (`FlowRunEngine.run_context`); entered here, on the
+    function's first line, it takes the value the run's own environment holds, on every path.
+    The TimeoutError it raises is what Prefect records as a Failed state named TimedOut.
     """
     variable = f"PIPELINE_{field.upper()}"
 
