@@ -19,13 +19,13 @@ from pydantic import BaseModel, ConfigDict
 
 from blocks import Resources
 from pipeline import alerts, notify, outbox, warehouse
-from pipeline.lookups import daily_run_for
+from pipeline.lookups import SeenRun, daily_run_for
 
 DAILY_DEPLOYMENT = "daily-weather/daily"
 
 logger = logging.getLogger("pipeline.freshness")
 
-RunLookup = Callable[[date, str], dict | None]
+RunLookup = Callable[[date, str], SeenRun | None]
 
 
 class Freshness(BaseModel):
@@ -56,15 +56,15 @@ def check(
             "deployment": deployment,
             "logical_date": day.isoformat(),
             "deadline": alerts.deadline_at(day, settings.deadline).isoformat(),
-            "run_state": run["state"] if run else "none",
-            "flow_run": run,
+            "run_state": run.state if run else "none",
+            "flow_run": run.data() if run else None,
         }
         sent = alerts.send(conn, resources, [alerts.Alert(notify.RUN_LATE, data, deployment, day, "late", flow_run_id)])
     logger.warning("%s for %s has not landed (run: %s)", deployment, day, data["run_state"])
     return Freshness(logical_date=day, late=True, alerted=bool(sent), run_state=data["run_state"])
 
 
-def lookup_run(day: date, deployment: str) -> dict | None:
+def lookup_run(day: date, deployment: str) -> SeenRun | None:
     """The day's run as the Prefect server knows it; `unknown` when it cannot say."""
     try:
         return daily_run_for(day, deployment)
@@ -72,15 +72,15 @@ def lookup_run(day: date, deployment: str) -> dict | None:
         return None
     except Exception as exc:  # no server, or no such deployment: the ledger still says the day is late
         logger.warning("cannot read %s runs from Prefect: %s", deployment, type(exc).__name__)
-        return {"state": "unknown", "error": type(exc).__name__}
+        return SeenRun.unknown(type(exc).__name__)
 
 
 def bounded_lookup(timeout_seconds: float) -> RunLookup:
     """`lookup_run` that gives up after about `timeout_seconds`, and never starts a temporary server."""
 
-    def lookup(day: date, deployment: str) -> dict | None:
+    def lookup(day: date, deployment: str) -> SeenRun | None:
         if not PREFECT_API_URL.value():  # without a server to ask, Prefect would start one (~20 s)
-            return {"state": "unknown", "error": "PREFECT_API_URL is not set"}
+            return SeenRun.unknown("PREFECT_API_URL is not set")
         with temporary_settings({PREFECT_API_REQUEST_TIMEOUT: timeout_seconds, PREFECT_CLIENT_MAX_RETRIES: 0}):
             return lookup_run(day, deployment)
 
