@@ -13,10 +13,10 @@ from blocks import resolve_resources
 from pipeline import quota
 from pipeline.backfill import Reprocess, plan_backfill
 from pipeline.errors import StepFailed, step
+from pipeline.limits import timed_by
 from pipeline.locations import read_locations
 from pipeline.progress import BackfillProgress
 from pipeline.runs import run_notifier
-from pipeline.settings import Settings
 from pipeline.spread import ensure_chunk_limit, spread_chunks
 from pipeline.summary import RunSummary, TestCounts, WindowSummary
 from pipeline.tasks import ingest_chunks, ingest_window, prepare_warehouse, read_ledger, transform_window
@@ -32,11 +32,10 @@ notify_backfill = run_notifier("backfill")
     # that matters is this machine's cores and its Postgres, and a pool costs no API
     # round trip per chunk the way a global concurrency limit would.
     task_runner=ThreadPoolTaskRunner(max_workers=16),
-    # The default of PIPELINE_BACKFILL_TIMEOUT_SECONDS; `pipeline backfill` applies the setting.
-    timeout_seconds=Settings.model_fields["backfill_timeout_seconds"].default,
     on_completion=[notify_backfill],
     on_failure=[notify_backfill],
 )
+@timed_by("backfill_timeout_seconds")
 def backfill_weather(
     start_date: date,
     end_date: date,
@@ -157,11 +156,9 @@ def backfill_weather(
     return summary
 
 
-@flow(
-    name="backfill-chunk",
-    # A chunk is a slice of a backfill: the backfill's own bound applies to it as well.
-    timeout_seconds=Settings.model_fields["backfill_timeout_seconds"].default,
-)
+# A chunk is a slice of a backfill: the backfill's own bound applies to it as well.
+@flow(name="backfill-chunk")
+@timed_by("backfill_timeout_seconds")
 def backfill_chunk(first: date, last: date, location_ids: list[str], force: bool = False) -> int:
     """Load one chunk of a spread backfill: the days [first, last] of `location_ids`; returns the rows loaded.
 

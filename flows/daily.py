@@ -8,9 +8,9 @@ from prefect import flow, get_run_logger, runtime
 from blocks import Resources, resolve_resources
 from pipeline.backfill import revisit_window
 from pipeline.errors import step
+from pipeline.limits import timed_by
 from pipeline.lookups import scheduled_logical_date
 from pipeline.runs import alert_incomplete_days, run_notifier
-from pipeline.settings import Settings
 from pipeline.summary import RunSummary, TestCounts, WindowSummary
 from pipeline.tasks import ingest_window, list_incomplete_days, prepare_warehouse, read_ledger, transform_window
 from pipeline.transform import ParsedProject
@@ -21,12 +21,10 @@ notify_daily = run_notifier("daily")
 
 @flow(
     name="daily-weather",
-    # The default of PIPELINE_DAILY_TIMEOUT_SECONDS: a deployment's flow is built at import,
-    # before any setting is read; `pipeline run` applies the setting itself.
-    timeout_seconds=Settings.model_fields["daily_timeout_seconds"].default,
     on_completion=[notify_daily],
     on_failure=[notify_daily],
 )
+@timed_by("daily_timeout_seconds")
 def daily_weather(logical_date: date | None = None, lookback_days: int | None = None) -> RunSummary:
     """Process logical date D (default: the day before the run's scheduled start), D's lookback, and
     any incomplete day inside the revision horizon."""

@@ -1,6 +1,6 @@
 """Report a flow run the server saw crash: one signed `pipeline.run.failed` per run, started by an automation."""
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from uuid import UUID
 
 from prefect import flow, get_client
@@ -8,7 +8,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.logging import get_run_logger
 
 from blocks import resolve_resources
-from pipeline import alerts, notify, outbox, warehouse
+from pipeline import alerts, notify, warehouse
 from pipeline.lookups import run_link
 from pipeline.window import logical_date_for
 
@@ -34,12 +34,7 @@ def report_run(flow_run_id: str, kind: str = "crashed") -> dict:
     with resources.warehouse.connect(autocommit=True) as conn:
         # Without ops.alerts every claim succeeds: a crash before the first load must dedupe too.
         warehouse.migrate(conn)
-        with conn.transaction():
-            first = alerts.claim(conn, key, day, kind, flow_run_id)
-            if first:
-                message_key = f"{flow_run_id}/{kind}/{first.isoformat()}"
-                outbox.enqueue(conn, resources, notify.RUN_FAILED, data, message_key, datetime.now(UTC))
-        outbox.deliver_due(conn, resources)
+        first = alerts.send(conn, resources, [alerts.Alert(notify.RUN_FAILED, data, key, day, kind, flow_run_id)])
     if not first:
         get_run_logger().info("%s of %s for %s already alerted", kind, key, day)
         return {"alerted": False, **data}

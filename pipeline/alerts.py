@@ -1,11 +1,53 @@
-"""Alert bookkeeping: one alert per (deployment, logical date, kind), and when a late day is due."""
+"""Alerts: one per (deployment, logical date, kind) until the day recovers, and when a late day is due."""
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import psycopg
 
+from blocks import Resources
+from pipeline import outbox
 from pipeline.ledger import SOURCE
 from pipeline.warehouse import query, table_exists
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A notification sent at most once per (deployment, logical date, kind) until that day recovers."""
+
+    event_type: str
+    data: dict
+    # `<flow>/<deployment>`: whose alert it is.
+    deployment: str
+    logical_date: date
+    # "failed", "late", "incomplete", "crashed": what went wrong with the day.
+    kind: str
+    flow_run_id: str | None = None
+
+    def message_key(self, claimed: datetime) -> str:
+        """The key of the alert's `webhook-id`: a day alerted again after recovering is a new message."""
+        return f"{self.deployment}/{self.logical_date}/{self.kind}/{claimed.isoformat()}"
+
+
+def send(conn: psycopg.Connection, resources: Resources, alerts: Iterable[Alert]) -> list[Alert]:
+    """Claim each alert and write its message to the outbox in one transaction, then deliver what is due.
+
+    Returns the alerts claimed now; the others had been sent already. The claim and the message
+    commit together, so a claim never exists without a message that later commands deliver.
+    `conn` must be in autocommit mode.
+    """
+    sent = []
+    for alert in alerts:
+        with conn.transaction():
+            claimed = claim(conn, alert.deployment, alert.logical_date, alert.kind, alert.flow_run_id)
+            if claimed is None:
+                continue
+            key = alert.message_key(claimed)
+            outbox.enqueue(conn, resources, alert.event_type, alert.data, key, datetime.now(UTC))
+        sent.append(alert)
+    outbox.deliver_due(conn, resources)
+    return sent
 
 
 def claim(

@@ -2,15 +2,15 @@
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
-from typing import Literal, NamedTuple
+from datetime import date
+from typing import Literal, NamedTuple, get_args
 
 from pipeline.extract import call_weight
 from pipeline.ledger import DayStatus
-from pipeline.window import Window, chunk
+from pipeline.window import Window, chunk, consecutive_runs
 
 Reprocess = Literal["missing", "failed", "incomplete", "all", "transform"]
-MODES: tuple[Reprocess, ...] = ("missing", "failed", "incomplete", "all", "transform")
+MODES: tuple[Reprocess, ...] = get_args(Reprocess)
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,8 @@ def plan_backfill(
     for day in transform_only:
         reasons[day] = "reprocess transform" if reprocess == "transform" else "loaded, not yet transformed"
     chunks = []
-    for run in _runs_of_equal(load_days, subsets):
+    # Consecutive days that fetch the same locations: one request covers each run.
+    for run in consecutive_runs(load_days, key=subsets.get):
         chunks += [(c, subsets.get(run.first)) for c in chunk(run, chunk_days)]
     return BackfillPlan(
         window=window,
@@ -118,17 +119,6 @@ def plan_backfill(
         chunks=tuple(c for c, _ in chunks),
         chunk_locations=tuple(ids for _, ids in chunks),
     )
-
-
-def _runs_of_equal(days: Iterable[date], subsets: Mapping[date, tuple[str, ...] | None]) -> list[Window]:
-    """Consecutive days that fetch the same locations, as windows: one request covers each."""
-    runs: list[Window] = []
-    for day in sorted(days):
-        if runs and runs[-1].last + timedelta(days=1) == day and subsets.get(runs[-1].last) == subsets.get(day):
-            runs[-1] = Window(runs[-1].first, day)
-        else:
-            runs.append(Window(day, day))
-    return runs
 
 
 def revisit_window(window: Window, ledger: Mapping[date, DayStatus]) -> Window:

@@ -184,9 +184,14 @@ def check_freshness_command(
 
 
 @app.command("alerts")
-def alerts_command() -> int:
+def alerts_command(
+    resend: Annotated[
+        int | None,
+        typer.Option("--resend", metavar="ID", help="send this notification now, dead-lettered or not"),
+    ] = None,
+) -> int:
     """deliver waiting notifications, then list those still undelivered (exit 1 if any)"""
-    return execute(lambda: _with_local_warehouse(_alerts))
+    return execute(lambda: _with_local_warehouse(lambda: _alerts(resend)))
 
 
 @source_app.command("serve")
@@ -259,8 +264,6 @@ def _finished(state, command: str) -> "RunSummary | None":
 
     result = state.result(raise_on_failure=False)
     reason = first_line(result) if isinstance(result, BaseException) else str(state.message)
-    if isinstance(result, TimeoutError) and state.message:  # "Flow run exceeded timeout of …", not "Scope …"
-        reason = state.message
     print(f"pipeline {command} failed: {reason}", file=sys.stderr)
     return None
 
@@ -272,13 +275,12 @@ def _run_daily(day: date | None) -> int:
     read_locations(Settings().locations_file)
     from flows.daily import daily_weather
 
-    timed = daily_weather.with_options(timeout_seconds=Settings().daily_timeout_seconds)
-    summary = _finished(timed(logical_date=day, return_state=True), "run")
+    summary = _finished(daily_weather(logical_date=day, return_state=True), "run")
     if summary is None:
         return 1
     print(
         f"pipeline run succeeded: logical date {summary.logical_date}, window {summary.window}, "
-        f"{summary.rows_loaded} rows loaded, dbt tests {summary.dbt_tests.counts}; seconds: {summary.seconds}"
+        f"{summary.rows_loaded} rows loaded, dbt tests {summary.dbt_tests}; {summary.timings()}"
     )
     return 0
 
@@ -300,9 +302,7 @@ def _backfill(start: date, end: date, reprocess: str, dry_run: bool, yes: bool) 
     read_locations(settings.locations_file)
     from flows.backfill import backfill_weather
 
-    state = backfill_weather.with_options(timeout_seconds=settings.backfill_timeout_seconds)(
-        start_date=start, end_date=end, reprocess=reprocess, dry_run=dry_run, return_state=True
-    )
+    state = backfill_weather(start_date=start, end_date=end, reprocess=reprocess, dry_run=dry_run, return_state=True)
     summary = _finished(state, "backfill")
     if summary is None:
         return 1
@@ -314,10 +314,9 @@ def _backfill(start: date, end: date, reprocess: str, dry_run: bool, yes: bool) 
         )
         return 3
     if not dry_run:
-        tests = summary.dbt_tests.counts if summary.dbt_tests else None
         print(
             f"pipeline backfill succeeded: {summary.days_planned} days loaded, {summary.rows_loaded:,} rows, "
-            f"{summary.checksums_changed} days changed, dbt tests {tests}; seconds: {summary.seconds}"
+            f"{summary.checksums_changed} days changed, dbt tests {summary.dbt_tests or 'none'}; {summary.timings()}"
         )
     return 0
 
@@ -357,18 +356,22 @@ def _check_freshness(day: date | None) -> int:
     day = day or alerts.due_logical_date(datetime.now(UTC), settings.deadline)
     lookup = freshness.bounded_lookup(settings.prefect_api_timeout_seconds)
     result = freshness.check(resources, day, freshness.DAILY_DEPLOYMENT, lookup)
-    if not result["late"]:
-        print(f"{result['logical_date']}: landed")
+    if not result.late:
+        print(f"{result.logical_date}: landed")
         return 0
-    alerted = "alert sent" if result["alerted"] else "already alerted"
-    print(f"{result['logical_date']}: LATE (daily run: {result['run_state']}); {alerted}")
+    alerted = "alert sent" if result.alerted else "already alerted"
+    print(f"{result.logical_date}: LATE (daily run: {result.run_state}); {alerted}")
     return 1
 
 
-def _alerts() -> int:
+def _alerts(resend: int | None = None) -> int:
     from pipeline import outbox
 
     resources = _resources()
+    if resend is not None:
+        with resources.warehouse.connect(autocommit=True) as conn:
+            attempt = outbox.resend(conn, resources, resend)
+        print(f"notification {resend}: {'delivered' if attempt.accepted else 'not delivered'} ({attempt.outcome})")
     delivered = outbox.flush(resources)
     with resources.warehouse.connect() as conn:
         pending = outbox.undelivered(conn)
@@ -379,10 +382,14 @@ def _alerts() -> int:
         return 0
     print(f"{'id':>6}  {'state':<8} {'type':<28} {'created (UTC)':<17} {'tries':>5}  next attempt / last error")
     for message in pending:
+        # A dead letter is not tried again: the time shown is when it was given up.
+        when = _minute(message.dead_at or message.next_attempt_at)
         print(
             f"{message.id:>6}  {message.state:<8} {message.event_type:<28} {_minute(message.created_at):<17} "
-            f"{message.attempts:>5}  {_minute(message.next_attempt_at)}  {message.last_error or ''}".rstrip()
+            f"{message.attempts:>5}  {when}  {message.last_error or ''}".rstrip()
         )
+    if any(message.dead_at for message in pending):
+        print("dead: no longer retried; once the receiver is fixed, re-send with: pipeline alerts --resend ID")
     return 1
 
 

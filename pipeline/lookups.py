@@ -10,8 +10,29 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_UI_URL
+from pydantic import BaseModel, ConfigDict
 
 from pipeline.window import logical_date_for
+
+
+class SeenRun(BaseModel):
+    """A day's daily run as the Prefect server reported it, or `unknown` (with why) when it could not say."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: str | None
+    id: str | None = None
+    name: str | None = None
+    url: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def unknown(cls, error: str) -> "SeenRun":
+        return cls(state="unknown", error=error)
+
+    def data(self) -> dict:
+        """As a notification's `data` carries it: the fields the server (or the failure) gave."""
+        return self.model_dump(exclude_unset=True)
 
 
 def scheduled_logical_date() -> date:
@@ -25,7 +46,7 @@ def run_link(flow_run_id: str | None) -> str | None:
     return f"{ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}" if ui_url and flow_run_id else None
 
 
-def daily_run_for(logical_date: date, deployment_name: str) -> dict | None:
+def daily_run_for(logical_date: date, deployment_name: str) -> SeenRun | None:
     """The newest flow run of the daily deployment scheduled for `logical_date`, as the Prefect server knows it."""
     scheduled_from = datetime.combine(logical_date + timedelta(days=1), time(), tzinfo=UTC)
     with get_client(sync_client=True) as client:
@@ -43,4 +64,4 @@ def daily_run_for(logical_date: date, deployment_name: str) -> dict | None:
     if not runs:
         return None
     run = runs[0]
-    return {"id": str(run.id), "name": run.name, "state": run.state_name, "url": run_link(str(run.id))}
+    return SeenRun(id=str(run.id), name=run.name, state=run.state_name, url=run_link(str(run.id)))

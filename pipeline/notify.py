@@ -30,6 +30,12 @@ def build_event(event_type: str, data: dict, now: datetime) -> dict:
     return {"type": event_type, "timestamp": now.astimezone(UTC).isoformat(), "data": data}
 
 
+def compose(event_type: str, data: dict, now: datetime, webhook_format: str = "standard") -> dict:
+    """What the receiver gets: the event of the JSON contract, or ("slack") the same event as a Slack message."""
+    event = build_event(event_type, data, now)
+    return slack_message(event) if webhook_format == "slack" else event
+
+
 def message_id(event_type: str, key: str) -> str:
     """A stable id for one event: deliveries and re-sends of it carry the same `webhook-id`."""
     return "msg_" + uuid.uuid5(uuid.NAMESPACE_URL, f"{event_type}/{key}").hex

@@ -8,7 +8,7 @@ import orjson
 import psycopg
 
 from blocks import Resources
-from pipeline import notify
+from pipeline import heartbeat, notify
 from pipeline.settings import Settings
 from pipeline.warehouse import query, table_exists
 
@@ -31,9 +31,12 @@ class Pending:
     last_attempt_at: datetime | None
     last_error: str | None
     next_attempt_at: datetime
+    dead_at: datetime | None = None
 
     @property
     def state(self) -> str:
+        if self.dead_at is not None:
+            return "dead"
         return "failed" if self.attempts else "pending"
 
 
@@ -46,8 +49,7 @@ def retry_delay(attempts: int, base: float, cap: float = RETRY_CAP_SECONDS) -> f
 
 def render(settings: Settings, event_type: str, data: dict, now: datetime) -> bytes:
     """The body the receiver gets, in the configured format; it is stored and re-sent byte for byte."""
-    event = notify.build_event(event_type, data, now)
-    return orjson.dumps(notify.slack_message(event) if settings.webhook_format == "slack" else event)
+    return orjson.dumps(notify.compose(event_type, data, now, settings.webhook_format))
 
 
 def available(conn: psycopg.Connection) -> bool:
@@ -60,7 +62,7 @@ def enqueue(
 ) -> str | None:
     """Write one notification to the outbox, in the caller's transaction; returns its `webhook-id`.
 
-    Without a webhook nothing is queued: the event is only logged, as it always was.
+    Without a webhook nothing is queued: the event is only logged.
     """
     if resources.webhook is None:
         logger.info("notification %s (no PIPELINE_WEBHOOK_URL configured)", event_type)
@@ -72,11 +74,13 @@ def enqueue(
 
 
 def deliver_due(conn: psycopg.Connection, resources: Resources, limit: int = BATCH) -> int:
-    """Try every message whose attempt is due, oldest first; returns how many were delivered.
+    """Deliver the waiting messages in the order they were written, once any is due; returns how many were.
 
-    `conn` must be in autocommit mode: each message is locked, sent and updated in its own
-    transaction, so a crash loses at most one attempt's bookkeeping (the message is sent again,
-    with the same `webhook-id`). Stops at the first receiver that is down: the rest would fail too.
+    A delivery makes every message still waiting due at once, so the receiver, back after an
+    outage, gets what it missed oldest first and before anything newer. `conn` must be in
+    autocommit mode: each message is locked, sent and updated in its own transaction, so a crash
+    loses at most one attempt's bookkeeping (the message is sent again, with the same
+    `webhook-id`). Stops at the first receiver that is down: the rest would fail too.
     """
     webhook = resources.webhook
     if webhook is None or not available(conn):
@@ -92,21 +96,79 @@ def deliver_due(conn: psycopg.Connection, resources: Resources, limit: int = BAT
             attempt = webhook.post(body.encode(), msg_id)
             if attempt.accepted:
                 conn.execute(query("outbox_delivered"), {"id": row_id})
+                conn.execute(query("outbox_release"))
                 delivered += 1
                 continue
             retry_in = retry_delay(attempts + 1, resources.settings.outbox_retry_seconds)
-            conn.execute(query("outbox_failed"), {"id": row_id, "error": attempt.outcome, "retry_in": retry_in})
-        # The URL may hold a token: name the message and the outcome only.
-        logger.warning(
-            "notification %s %s not delivered (%s); next attempt in %.0f s",
-            event_type,
-            msg_id,
-            attempt.outcome,
-            retry_in,
-        )
+            tries, dead = _record_failure(conn, resources.settings, row_id, attempt.outcome, retry_in)
+        if dead:
+            _report_dead_letter(resources.settings, row_id, event_type, msg_id, tries, attempt.outcome)
+        else:
+            # The URL may hold a token: name the message and the outcome only.
+            logger.warning(
+                "notification %s %s not delivered (%s); next attempt in %.0f s",
+                event_type,
+                msg_id,
+                attempt.outcome,
+                retry_in,
+            )
         if attempt.retryable:
             break
     return delivered
+
+
+def resend(conn: psycopg.Connection, resources: Resources, message: int) -> notify.Attempt:
+    """Send one undelivered message now, dead-lettered or not; then, if it went, whatever else waits.
+
+    `conn` must be in autocommit mode. A message that fails again keeps its place (and its dead letter).
+    """
+    webhook = resources.webhook
+    if webhook is None:
+        raise ValueError("no webhook configured (PIPELINE_WEBHOOK_URL or the weather-webhook block)")
+    with conn.transaction():
+        row = conn.execute(query("outbox_resend"), {"id": message}).fetchone() if available(conn) else None
+        if row is None:
+            raise ValueError(f"no undelivered notification with id {message} (see: pipeline alerts)")
+        row_id, msg_id, _, body, attempts = row
+        attempt = webhook.post(body.encode(), msg_id)
+        if attempt.accepted:
+            conn.execute(query("outbox_delivered"), {"id": row_id})
+            conn.execute(query("outbox_release"))
+        else:
+            retry_in = retry_delay(attempts + 1, resources.settings.outbox_retry_seconds)
+            _record_failure(conn, resources.settings, row_id, attempt.outcome, retry_in)
+    if attempt.accepted:
+        deliver_due(conn, resources)
+    return attempt
+
+
+def _record_failure(
+    conn: psycopg.Connection, settings: Settings, row_id: int, outcome: str, retry_in: float
+) -> tuple[int, bool]:
+    """Count a failed attempt; returns the attempts so far and whether the message is now dead-lettered."""
+    tries, dead = conn.execute(
+        query("outbox_failed"),
+        {
+            "id": row_id,
+            "error": outcome,
+            "retry_in": retry_in,
+            "dead_after_attempts": settings.outbox_dead_after_attempts,
+            "dead_after_seconds": settings.outbox_dead_after_hours * 3600,
+        },
+    ).fetchone()
+    return tries, dead
+
+
+def _report_dead_letter(
+    settings: Settings, row_id: int, event_type: str, msg_id: str, tries: int, outcome: str
+) -> None:
+    """Say a message will not be retried any more: in the log and on the heartbeat monitor's /fail."""
+    text = (
+        f"notification {row_id} ({event_type} {msg_id}) dead-lettered after {tries} attempts ({outcome}); "
+        f"re-send it with: pipeline alerts --resend {row_id}"
+    )
+    logger.error("%s", text)
+    heartbeat.ping(settings.heartbeat_url, failed=True, message=text)
 
 
 def undelivered(conn: psycopg.Connection) -> list[Pending]:

@@ -8,14 +8,20 @@ the daily runs. Both are counted per UTC hour and UTC day.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import psycopg
 
-from blocks import Warehouse
 from pipeline.extract import call_weight
 from pipeline.settings import Settings
 from pipeline.warehouse import query, table_exists
 from pipeline.window import Window
+
+
+class Warehouse(Protocol):
+    """What the budgets need of a warehouse (the block, in a run): a connection."""
+
+    def connect(self) -> psycopg.Connection: ...
 
 
 @dataclass(frozen=True)

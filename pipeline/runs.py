@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 
 from prefect import Flow, runtime
 from prefect.client.schemas.objects import FlowRun, State
+from prefect.flow_engine import FlowRunTimeoutError
 
 from blocks import Resources, resolve_resources
 from pipeline import alerts, heartbeat, notify, outbox
@@ -34,7 +35,7 @@ def notification_data(flow_run, result: object) -> dict:
                 "failures": [{"name": f.name, "status": f.status, "failures": f.failures} for f in outcome.failures],
             }
     elif isinstance(result, BaseException):
-        # A flow run past its timeout_seconds ends with a TimeoutError that no step caught.
+        # A flow run past its time limit ends with a TimeoutError that no step caught.
         failed_step = "timeout" if isinstance(result, TimeoutError) else "start"
         data |= {"window": None, "failed_step": failed_step, "error": first_line(result)[:500]}
     elif isinstance(result, RunSummary):
@@ -69,56 +70,57 @@ def send_run_notification(kind: Kind, flow: Flow, flow_run: FlowRun, state: Stat
     backfill = kind == "backfill"
     event_type = notify.RUN_FAILED if failed else notify.BACKFILL_COMPLETED if backfill else notify.RUN_SUCCEEDED
     data = notification_data(flow_run, result)
-    if isinstance(result, TimeoutError) and state.message:  # "Flow run exceeded timeout of …", not "Scope …"
+    if isinstance(result, FlowRunTimeoutError) and state.message:  # "Flow run exceeded timeout of …", not "Scope …"
         data["error"] = state.message
     logical_date = _logical_date(result)
     key = str(flow_run.id)
     if not backfill:
         heartbeat.ping(settings.heartbeat_url, failed, data.get("error") or f"{flow.name} {state.name}")
+    # Failures of a daily run are alerts, once per day until it recovers; everything else is a message.
+    alert = None
+    if failed and logical_date is not None and not backfill:
+        alert = alerts.Alert(event_type, data, deployment_key(), logical_date, "failed", key)
     try:
         with resources.warehouse.connect(autocommit=True) as conn:
-            with conn.transaction():
-                if logical_date is not None and not backfill:
-                    if not failed:
-                        data["recovered"] = alerts.recover(conn, flow.name, logical_date)
-                    elif claimed := alerts.claim(conn, deployment_key(), logical_date, "failed", key):
-                        # A run retried after a recovery can fail again: that is a new message.
-                        key = f"{key}/{claimed.isoformat()}"
-                    else:
+            # A run that failed before the first migration has no outbox: it notifies directly.
+            if outbox.available(conn):
+                if alert is not None:
+                    if not alerts.send(conn, resources, [alert]):
                         logger.info("failure of %s for %s already alerted", deployment_key(), logical_date)
-                        event_type = None
-                queued = event_type is not None and outbox.available(conn)
-                if queued:
+                    return
+                with conn.transaction():
+                    if logical_date is not None and not backfill:
+                        data["recovered"] = alerts.recover(conn, flow.name, logical_date)
                     outbox.enqueue(conn, resources, event_type, data, key, datetime.now(UTC))
-            outbox.deliver_due(conn, resources)
-        if queued or event_type is None:
-            return
+                outbox.deliver_due(conn, resources)
+                return
     except Exception as exc:  # the warehouse may be why the run failed: alert without deduplication
         logger.warning("alert bookkeeping unavailable (%s); notifying anyway", type(exc).__name__)
-    if event_type is not None:
-        publish(resources, event_type, data, key=key)
+    publish(resources, event_type, data, key=key)
 
 
 def alert_incomplete_days(resources: Resources, days: list[date], horizon_days: int) -> list[date]:
     """One `pipeline.day.incomplete` per day still incomplete past the revision horizon; returns the days
-    alerted now. Claimed and queued in one transaction per day, so a day is reported once, and surely."""
-    alerted = []
+    alerted now."""
+    incomplete = [
+        alerts.Alert(
+            notify.DAY_INCOMPLETE,
+            {
+                "deployment": runtime.deployment.name,
+                "logical_date": day.isoformat(),
+                "revision_horizon_days": horizon_days,
+                "error": f"{day} still has missing values {horizon_days} days on; the archive will not fill it now",
+                "command": f"pipeline backfill --start {day} --end {day} --reprocess incomplete",
+            },
+            deployment_key(),
+            day,
+            "incomplete",
+            str(runtime.flow_run.id),
+        )
+        for day in days
+    ]
     with resources.warehouse.connect(autocommit=True) as conn:
-        for day in days:
-            with conn.transaction():
-                if alerts.claim(conn, deployment_key(), day, "incomplete", str(runtime.flow_run.id)) is None:
-                    continue
-                data = {
-                    "deployment": runtime.deployment.name,
-                    "logical_date": day.isoformat(),
-                    "revision_horizon_days": horizon_days,
-                    "error": f"{day} still has missing values {horizon_days} days on; the archive will not fill it now",
-                    "command": f"pipeline backfill --start {day} --end {day} --reprocess incomplete",
-                }
-                outbox.enqueue(conn, resources, notify.DAY_INCOMPLETE, data, f"incomplete/{day}", datetime.now(UTC))
-            alerted.append(day)
-        outbox.deliver_due(conn, resources)
-    return alerted
+        return [alert.logical_date for alert in alerts.send(conn, resources, incomplete)]
 
 
 def publish(resources: Resources, event_type: str, data: dict, key: str) -> bool:
@@ -126,11 +128,8 @@ def publish(resources: Resources, event_type: str, data: dict, key: str) -> bool
     if resources.webhook is None:
         logger.info("notification %s (no PIPELINE_WEBHOOK_URL configured)", event_type)
         return False
-    event = notify.build_event(event_type, data, datetime.now(UTC))
-    return resources.webhook.deliver(
-        notify.slack_message(event) if resources.settings.webhook_format == "slack" else event,
-        notify.message_id(event_type, key),
-    )
+    message = notify.compose(event_type, data, datetime.now(UTC), resources.settings.webhook_format)
+    return resources.webhook.deliver(message, notify.message_id(event_type, key))
 
 
 def _logical_date(result: object) -> date | None:

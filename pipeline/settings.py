@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # An undelivered notification is tried again by later commands after this delay,
     # doubling per failed attempt up to an hour.
     outbox_retry_seconds: float = 60.0
+    # Then it is dead-lettered after this many failed attempts or this age, whichever comes first:
+    # no longer retried, listed by `pipeline alerts`, reported to the heartbeat's /fail.
+    outbox_dead_after_attempts: int = 24
+    outbox_dead_after_hours: float = 72.0
     # Dead man's switch (Healthchecks.io, Cronitor): the daily run pings it, `<url>/fail` on failure.
     heartbeat_url: SecretStr | None = None
     # How long the freshness check asks the Prefect API for the run's state before saying "unknown".

@@ -55,8 +55,8 @@ def is_transient(task, task_run, state) -> bool:
     retry_condition_fn=is_transient,
     retry_jitter_factor=0.5,
     # A flow retry reuses what the first attempt downloaded; a new run fetches afresh,
-    # since the archive revises recent days.
-    cache_policy=INPUTS + TASK_SOURCE + RUN_ID,
+    # since the archive revises recent days. Where the calls are counted is no part of the key.
+    cache_policy=(INPUTS - "warehouse" - "flow_run_id") + TASK_SOURCE + RUN_ID,
     cache_expiration=timedelta(days=1),
     persist_result=True,
 )
@@ -65,10 +65,16 @@ def fetch_observations(
     locations: tuple[Location, ...],
     window: Window,
     rate_limit_timeout: float | None = None,
+    warehouse: Warehouse | None = None,
+    flow_run_id: str | None = None,
 ) -> extract.Observations:
-    """Download one request's worth of observations (many locations, a range of days)."""
+    """Download one request's worth of observations (many locations, a range of days).
+
+    Args:
+        warehouse: where the call is counted against the API's hour and day (`ops.api_calls`).
+    """
     rate_limit_name = source.rate_limit
-    if rate_limit_name:
+    if rate_limit_name:  # the public API: every attempt, a retry too, is a call it counts
         weight = extract.call_weight(len(locations), len(window))
         try:
             # strict: a limit missing here (ingest_window creates it) must not mean unpaced calls.
@@ -77,6 +83,9 @@ def fetch_observations(
             raise TimeoutError(
                 f"waited {rate_limit_timeout:g} s for {weight} slots of the rate limit {rate_limit_name!r}"
             ) from None
+        if warehouse is not None:
+            with warehouse.connect() as conn:
+                quota.record(conn, weight, flow_run_id)
     with source.client() as client:
         return extract.fetch(client, locations, window)
 
@@ -181,11 +190,10 @@ def ingest_window(
     started = time.perf_counter()
     try:
         with step("extract", window):
-            if source.rate_limit:  # the public API: its calls count against the hour and the day
-                record_api_calls(warehouse, window, locations, settings.locations_per_request, flow_run_id)
+            if source.rate_limit:  # a server without the limit would let calls through unpaced
                 ensure_limit_exists(source.rate_limit, RATE_LIMIT_SLOTS, RATE_LIMIT_DECAY_PER_SECOND)
             batches = [
-                fetch(source, batch, window, settings.rate_limit_timeout_seconds)
+                fetch(source, batch, window, settings.rate_limit_timeout_seconds, warehouse, flow_run_id)
                 for batch in extract.batch_locations(locations, settings.locations_per_request)
             ]
         extracted = time.perf_counter()
@@ -228,18 +236,6 @@ def ingest_chunks(
             yield done.result()
         except StepFailed as failure:
             yield failure
-
-
-def record_api_calls(
-    warehouse: Warehouse,
-    window: Window,
-    locations: tuple[Location, ...],
-    per_request: int,
-    flow_run_id: str | None,
-) -> None:
-    calls = sum(quota.chunk_calls([window], len(locations), per_request))
-    with warehouse.connect() as conn:
-        quota.record(conn, calls, flow_run_id)
 
 
 @task(name="list-incomplete-days", cache_policy=NO_CACHE)

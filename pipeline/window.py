@@ -1,7 +1,7 @@
 """Which UTC days a run processes: its logical date and window."""
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -82,11 +82,11 @@ def chunk(window: Window, max_days: int) -> list[Window]:
     return [Window(days[i], days[min(i + max_days, len(days)) - 1]) for i in range(0, len(days), max_days)]
 
 
-def consecutive_runs(days: Iterable[date]) -> list[Window]:
-    """Sorted days grouped into windows of consecutive dates."""
+def consecutive_runs(days: Iterable[date], key: Callable[[date], object] | None = None) -> list[Window]:
+    """Sorted days grouped into windows of consecutive dates; with `key`, of consecutive dates whose keys are equal."""
     runs: list[Window] = []
     for day in sorted(days):
-        if runs and runs[-1].last + timedelta(days=1) == day:
+        if runs and runs[-1].last + timedelta(days=1) == day and (key is None or key(runs[-1].last) == key(day)):
             runs[-1] = Window(runs[-1].first, day)
         else:
             runs.append(Window(day, day))

@@ -28,6 +28,16 @@ _S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(
 _TWO_PI = 2.0 * math.pi
 _YEAR_DAYS = 365.2425
 _WARMEST_DAY = 200  # day of year of the northern summer peak
+# A climatology by latitude: annual mean temperature at sea level (°C) and half the gap between
+# the warmest and the coldest month, per hemisphere. Figures near those of coastal and temperate
+# cities (Berlin: mean ~9 °C, ±8; Cape Town ~17 °C, ±4), so demo tables look like weather; the
+# south is more oceanic (milder seasons) except over Antarctica.
+_CLIMATE_LATITUDES = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0)
+_MEAN_NORTH = (27.0, 27.0, 25.0, 20.0, 15.0, 10.0, 5.5, 0.0, -10.0, -18.0)
+_MEAN_SOUTH = (27.0, 26.0, 24.0, 19.0, 14.0, 8.0, 2.0, -8.0, -25.0, -40.0)
+_SEASON_NORTH = (0.5, 1.5, 4.0, 7.0, 9.0, 8.5, 8.0, 9.5, 14.0, 16.0)
+_SEASON_SOUTH = (0.5, 1.0, 2.5, 4.5, 5.5, 6.5, 6.0, 9.0, 13.0, 15.0)
+_LAPSE_RATE = 0.0065  # °C per metre of elevation
 
 
 def generate(
@@ -174,7 +184,8 @@ class _Weather:
     @cached_property
     def elevation(self) -> np.ndarray:
         bits = _mix(self._seed(0x5EED_E1E7))
-        return np.rint(3000.0 * _uniform(bits) ** 6 + 40.0 * _uniform(_mix(bits)))
+        # Lowland: the server knows no terrain, and a city put on a random mountain reads as broken weather.
+        return np.rint(10.0 + 290.0 * _uniform(bits) ** 4)
 
     @cached_property
     def wetness(self) -> np.ndarray:
@@ -194,17 +205,33 @@ class _Weather:
 
     @cached_property
     def temperature_2m(self) -> np.ndarray:
-        s2 = self.sin_lat**2
-        mean = 27.0 - 30.0 * s2 - 17.0 * s2**4 - 0.0065 * self.elevation
         hemisphere = np.where(self.lat >= 0, 1.0, -1.0)
-        season = np.cos(_TWO_PI * (self.hours / 24.0 - _WARMEST_DAY) / _YEAR_DAYS)[None, :]
-        daily_range = (2.0 + 4.0 * (1.0 - self.sin_lat)) * (1.0 - 0.3 * self.wetness)
+        north = self.lat >= 0
+        latitude = np.abs(self.lat)
+        mean = np.where(
+            north,
+            np.interp(latitude, _CLIMATE_LATITUDES, _MEAN_NORTH),
+            np.interp(latitude, _CLIMATE_LATITUDES, _MEAN_SOUTH),
+        )
+        amplitude = np.where(
+            north,
+            np.interp(latitude, _CLIMATE_LATITUDES, _SEASON_NORTH),
+            np.interp(latitude, _CLIMATE_LATITUDES, _SEASON_SOUTH),
+        )
+        # +1 at the hemisphere's warmest time of year, -1 half a year later.
+        season = hemisphere * np.cos(_TWO_PI * (self.hours / 24.0 - _WARMEST_DAY) / _YEAR_DAYS)[None, :]
+        # Wider days in summer and in deserts, narrower under cloud.
+        daily_range = (2.0 + 3.0 * (1.0 - self.sin_lat) + 3.0 * self.dryness) * (1.0 + 0.25 * season)
+        daily_range = daily_range * (1.0 - 0.3 * self.wetness)
         value = (
             mean
-            + (1.0 + 20.0 * s2) * hemisphere * season
+            - _LAPSE_RATE * self.elevation
+            + amplitude * season
             + daily_range * self.diurnal
-            + 4.0 * self._smooth(0x7E3_0001, 72)
-            + 0.6 * self._noise(0x7E3_0002)
+            # Weather systems passing over days, and spells lasting a week or two.
+            + 3.0 * self._smooth(0x7E3_0001, 72)
+            + 1.5 * self._smooth(0x7E3_0003, 240)
+            + 0.3 * self._noise(0x7E3_0002)
         )
         return np.round(np.clip(value, -60.0, 55.0), 1) + 0.0
 

@@ -1,6 +1,7 @@
 """The `pipeline` command: bad input exits non-zero with one clear line; the demo runs from nothing."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -71,6 +72,10 @@ def test_run_succeeds_and_says_what_it_did(pipeline_env, capsys):
 
     out = capsys.readouterr().out
     assert "pipeline run succeeded: logical date 2024-03-09, window 2024-03-04..2024-03-09, 720 rows loaded" in out
+    # Counts and timings as a person reads them, not as Python prints a dict.
+    assert re.search(
+        r"dbt tests \d+ pass; extract [\d.]+ s, load [\d.]+ s, dbt [\d.]+ s$", out.strip().splitlines()[-1]
+    )
 
 
 def test_demo_runs_end_to_end_on_a_fresh_machine():

@@ -279,6 +279,24 @@ def test_a_run_that_cannot_get_rate_limit_slots_fails_within_its_timeout(pipelin
     assert not ran(state, "load-observations")
 
 
+def test_every_attempt_at_a_request_counts_against_the_api_budget_retries_included(
+    pipeline_env, db, source, monkeypatch
+):
+    # The budgets apply against a rate-limited (public) API: one that never makes anyone wait.
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name("weather-test-generous", 100_000, slot_decay_per_second=10_000)
+    monkeypatch.setenv("PIPELINE_SOURCE_RATE_LIMIT", "weather-test-generous")
+    # One location and one day per request: every attempt weighs one call.
+    monkeypatch.setenv("PIPELINE_LOCATIONS_PER_REQUEST", "1")
+    source.faults = FaultPlan(server_error=0.4, seed=3)
+
+    state = run()
+
+    assert state.is_completed(), failure_message(state)
+    assert source.requests > LOCATION_COUNT  # some requests were tried again
+    assert db.execute("select sum(calls) from ops.api_calls").fetchone()[0] == source.requests
+
+
 def test_a_failed_load_rolls_back_and_runs_no_dbt(pipeline_env, db):
     assert run().is_completed()
     # Rows lost since the last load make the day differ from its ledger entry: it must be rewritten.

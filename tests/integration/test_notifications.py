@@ -270,8 +270,99 @@ def test_a_run_past_its_time_limit_fails_saying_so(notifying, source, monkeypatc
     code = main(["run", "--date", str(DAY)])
 
     assert code == 1
-    assert "pipeline run failed: Flow run exceeded timeout of 1.0 second(s)" in capsys.readouterr().err.splitlines()
+    assert (
+        "pipeline run failed: the run exceeded PIPELINE_DAILY_TIMEOUT_SECONDS=1 s"
+        in capsys.readouterr().err.splitlines()
+    )
     [delivery] = notifying.deliveries
     event = json.loads(delivery.body)
     assert (event["type"], event["data"]["failed_step"]) == ("pipeline.run.failed", "timeout")
-    assert event["data"]["error"] == "Flow run exceeded timeout of 1.0 second(s)"
+    assert event["data"]["error"] == "the run exceeded PIPELINE_DAILY_TIMEOUT_SECONDS=1 s"
+
+
+def test_outbox_delivers_older_messages_first_once_the_receiver_is_back(notifying, db):
+    # A failure queued while the receiver was down waits out its backoff; the next message is due at once.
+    resources = Resources.build(Settings())
+    warehouse.migrate(db)
+    notifying.fail_first(1)
+    with db.transaction():
+        outbox.enqueue(db, resources, notify.RUN_FAILED, {"logical_date": "2024-03-05"}, "older", datetime.now(UTC))
+    assert outbox.deliver_due(db, resources) == 0
+    with db.transaction():
+        outbox.enqueue(db, resources, notify.RUN_SUCCEEDED, {"logical_date": "2024-03-06"}, "newer", datetime.now(UTC))
+        outbox.enqueue(db, resources, notify.RUN_LATE, {"logical_date": "2024-03-07"}, "newest", datetime.now(UTC))
+    # Even one that is not due yet: a delivery makes everything waiting due.
+    db.execute(
+        "update ops.outbox set next_attempt_at = now() + interval '1 hour' where event_type = %s", [notify.RUN_LATE]
+    )
+
+    delivered = outbox.deliver_due(db, resources)
+
+    assert delivered == 3
+    received = [(event["type"], event["data"]["logical_date"]) for event in notifying.events()]
+    assert received == [
+        ("pipeline.run.failed", "2024-03-05"),  # the failed first attempt
+        ("pipeline.run.failed", "2024-03-05"),
+        ("pipeline.run.succeeded", "2024-03-06"),
+        ("pipeline.run.late", "2024-03-07"),
+    ]
+    assert db.execute("select count(*) from ops.outbox where delivered_at is null").fetchone()[0] == 0
+
+
+def test_outbox_dead_letters_a_message_after_its_attempts_and_reports_it_to_the_heartbeat(
+    notifying, db, monkeypatch, capsys
+):
+    monitor = WebhookReceiver()
+    monkeypatch.setenv("PIPELINE_HEARTBEAT_URL", f"http://127.0.0.1:{monitor.port}/ping/daily")
+    monkeypatch.setenv("PIPELINE_OUTBOX_RETRY_SECONDS", "0")
+    monkeypatch.setenv("PIPELINE_OUTBOX_DEAD_AFTER_ATTEMPTS", "2")
+    resources = Resources.build(Settings())
+    warehouse.migrate(db)
+    notifying.fail_first(2)
+    with db.transaction():
+        outbox.enqueue(db, resources, notify.RUN_FAILED, {"logical_date": "2024-03-05"}, "dead", datetime.now(UTC))
+    [(dead_id,)] = db.execute("select id from ops.outbox").fetchall()
+
+    tried = [outbox.deliver_due(db, resources) for _ in range(3)]  # the third finds nothing to try
+    with db.transaction():
+        outbox.enqueue(db, resources, notify.RUN_LATE, {"logical_date": "2024-03-06"}, "later", datetime.now(UTC))
+    later = outbox.deliver_due(db, resources)  # a dead letter holds nothing up
+    listed_code = main(["alerts"])
+    listed = capsys.readouterr().out
+    resent_code = main(["alerts", "--resend", str(dead_id)])
+    resent = capsys.readouterr().out
+    unknown_code = main(["alerts", "--resend", str(dead_id + 1000)])
+    unknown = capsys.readouterr().err
+
+    assert tried == [0, 0, 0] and later == 1
+    assert [event["type"] for event in notifying.events()] == [
+        "pipeline.run.failed",
+        "pipeline.run.failed",
+        "pipeline.run.late",
+        "pipeline.run.failed",  # by hand, with the same webhook-id
+    ]
+    assert len({notifying.deliveries[i].headers["webhook-id"] for i in (0, 1, 3)}) == 1
+    [ping] = monitor.deliveries
+    monitor.close()
+    assert ping.path == "/ping/daily/fail"
+    assert f"pipeline alerts --resend {dead_id}" in ping.body.decode()
+    assert listed_code == 1
+    assert f"{dead_id:>6}  dead " in listed and "HTTP 503" in listed
+    assert (resent_code, f"notification {dead_id}: delivered (HTTP 204)") == (0, resent.splitlines()[0])
+    assert "no undelivered notifications" in resent
+    assert unknown_code == 2 and f"no undelivered notification with id {dead_id + 1000}" in unknown
+
+
+def test_outbox_dead_letters_a_message_older_than_its_age_limit_at_its_next_failure(notifying, db, monkeypatch):
+    monkeypatch.setenv("PIPELINE_OUTBOX_DEAD_AFTER_HOURS", "1")
+    resources = Resources.build(Settings())
+    warehouse.migrate(db)
+    notifying.fail_first(1)
+    with db.transaction():
+        outbox.enqueue(db, resources, notify.RUN_FAILED, {"logical_date": "2024-03-05"}, "old", datetime.now(UTC))
+    db.execute("update ops.outbox set created_at = now() - interval '2 hours'")
+
+    outbox.deliver_due(db, resources)
+
+    [(attempts, dead)] = db.execute("select attempts, dead_at is not null from ops.outbox").fetchall()
+    assert (attempts, dead) == (1, True)

@@ -2,7 +2,8 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 
 import pytest
 
-from pipeline.alerts import deadline_at, due_logical_date
+from pipeline import notify
+from pipeline.alerts import Alert, deadline_at, due_logical_date
 
 SEVEN = time(7, 0)
 
@@ -26,3 +27,11 @@ def test_due_logical_date_normalises_to_utc_and_rejects_naive_times():
 
 def test_deadline_at_is_on_the_day_after_the_logical_date():
     assert deadline_at(date(2024, 2, 29), SEVEN) == datetime(2024, 3, 1, 7, tzinfo=UTC)
+
+
+def test_alert_message_key_is_new_for_each_claim_of_the_same_day():
+    alert = Alert(notify.RUN_FAILED, {}, "daily-weather/daily", date(2024, 3, 9), "failed", "run-1")
+    first, again = datetime(2024, 3, 10, 6, 5, tzinfo=UTC), datetime(2024, 3, 12, 6, 5, tzinfo=UTC)
+
+    assert alert.message_key(first) == "daily-weather/daily/2024-03-09/failed/2024-03-10T06:05:00+00:00"
+    assert alert.message_key(first) != alert.message_key(again)

@@ -8,8 +8,10 @@ from standardwebhooks import Webhook
 
 from pipeline.notify import (
     RUN_FAILED,
+    RUN_LATE,
     Attempt,
     build_event,
+    compose,
     message_id,
     post,
     sign,
@@ -95,3 +97,14 @@ def test_a_secret_that_is_not_base64_fails_the_delivery_without_raising_or_quoti
     attempt = post("http://127.0.0.1:9/hook", b"{}", "msg_1", secret="whsec_not*base64!")
     assert attempt == Attempt(False, "webhook secret is not base64 (whsec_<base64>)", False)
     assert "not*base64" not in attempt.outcome
+
+
+def test_compose_sends_the_contract_event_unless_the_format_is_slack():
+    now = datetime(2024, 3, 10, 6, 5, tzinfo=UTC)
+    data = {"logical_date": "2024-03-09"}
+
+    standard = compose(RUN_LATE, data, now)
+    slack = compose(RUN_LATE, data, now, "slack")
+
+    assert standard == build_event(RUN_LATE, data, now)
+    assert set(slack) == {"text", "blocks"} and "late" in slack["text"]

@@ -50,4 +50,6 @@ def test_pending_state_is_failed_once_an_attempt_was_made():
     pending = outbox.Pending(1, "msg_x", notify.RUN_LATE, NOW, 0, None, None, NOW)
     tried = outbox.Pending(1, "msg_x", notify.RUN_LATE, NOW, 2, NOW, "ConnectError", NOW)
 
-    assert (pending.state, tried.state) == ("pending", "failed")
+    dead = outbox.Pending(1, "msg_x", notify.RUN_LATE, NOW, 24, NOW, "HTTP 503", NOW, NOW)
+
+    assert (pending.state, tried.state, dead.state) == ("pending", "failed", "dead")

@@ -371,3 +371,23 @@ def test_only_on_leaves_recent_nulls_alone(client, server):
     hourly = _get(client, LOCATIONS[:1]).json()["hourly"]
     assert hourly["temperature_2m"][27:] == [None] * 21
     assert server.faults_injected == {"recent_nulls": 1}
+
+
+@pytest.mark.parametrize(
+    ("latitude", "longitude", "month", "mean_range"),
+    [
+        (52.52, 13.405, 12, (-4.0, 5.0)),  # Berlin in December
+        (52.52, 13.405, 7, (13.0, 22.0)),  # Berlin in July
+        (-33.92, 18.42, 1, (16.0, 24.0)),  # Cape Town in January
+        (-33.92, 18.42, 7, (8.0, 15.0)),  # Cape Town in July
+        (1.35, 103.8, 12, (23.0, 30.0)),  # Singapore in December
+    ],
+)
+def test_generate_follows_a_plausible_climatology(latitude, longitude, month, mean_range):
+    answer = generate(latitude, longitude, date(2026, month, 1), date(2026, month, 28), ("temperature_2m",))
+    temperature = _column(answer, "temperature_2m")
+
+    low, high = mean_range
+    assert low <= temperature.mean() <= high
+    # Days and nights of a month stay within a plausible spread of its mean.
+    assert temperature.mean() - 15 <= temperature.min() and temperature.max() <= temperature.mean() + 15

@@ -2,7 +2,15 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from pipeline.window import Window, check_not_future, chunk, daily_window, logical_date_for, parse_day
+from pipeline.window import (
+    Window,
+    check_not_future,
+    chunk,
+    consecutive_runs,
+    daily_window,
+    logical_date_for,
+    parse_day,
+)
 
 
 def test_logical_date_for_is_the_day_before_the_scheduled_start():
@@ -77,3 +85,12 @@ def test_chunk_splits_into_consecutive_windows():
         Window(date(2024, 1, 5), date(2024, 1, 8)),
         Window(date(2024, 1, 9), date(2024, 1, 10)),
     ]
+
+
+def test_consecutive_runs_with_a_key_split_where_the_key_changes():
+    days = [date(2024, 3, d) for d in (1, 2, 3, 4, 6)]
+    subsets = {date(2024, 3, 3): ("ams",), date(2024, 3, 4): ("ams",)}
+
+    runs = consecutive_runs(days, key=subsets.get)
+
+    assert [(run.first.day, run.last.day) for run in runs] == [(1, 2), (3, 4), (6, 6)]
