@@ -13,6 +13,7 @@ import typer
 from typer._click import exceptions as click_exceptions
 
 from pipeline import stack_cli
+from pipeline.dashboard import cli as dashboard_cli
 from pipeline.window import check_not_future, parse_day
 
 if TYPE_CHECKING:
@@ -207,6 +208,8 @@ def source_serve_command(
 
 
 stack_cli.add_commands(app, execute)
+# A lambda: _with_local_warehouse is defined below.
+dashboard_cli.add_commands(app, execute, lambda command: _with_local_warehouse(command))
 
 
 def _with_local_warehouse(command: Callable[[], int], flows: bool = False) -> int:

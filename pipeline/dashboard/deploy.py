@@ -1,9 +1,19 @@
 """`pipeline dashboard deploy`: apply the dashboard spec to a Superset, creating or updating each object by name."""
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
-from pipeline.dashboard import spec
-from pipeline.dashboard.client import SupersetClient
+from pipeline import warehouse
+from pipeline.dashboard import server, spec
+from pipeline.dashboard.client import SupersetClient, SupersetError
+from pipeline.defaults import OFFLINE_ENV
+from pipeline.transform import profile_env
+
+# dbt's views that the physical datasets read; the daily run rebuilds them with everything else.
+VIEWS = [f"{spec.SCHEMA}.{dataset.name}" for dataset in spec.DATASETS if dataset.sql is None]
 
 
 @dataclass(frozen=True)
@@ -35,3 +45,21 @@ def apply(client: SupersetClient, sqlalchemy_uri: str) -> Deployed:
     }
     client.put(f"/dashboard/{dashboard_id}", spec.dashboard_body(chart_ids))
     return Deployed(dashboard_id, f"{client.url}/superset/dashboard/{spec.DASHBOARD_SLUG}/", dataset_ids, chart_ids)
+
+
+def prepare_warehouse(dsn: str, reader_password: str, project_dir: Path) -> None:
+    """Make the warehouse ready for Superset: migrated (the read-only role), its password set, the views built."""
+    with warehouse.connect(dsn, autocommit=True) as conn:
+        warehouse.migrate(conn)
+        server.set_reader_password(conn, reader_password)
+        missing = [view for view in VIEWS if conn.execute("select to_regclass(%s)", [view]).fetchone()[0] is None]
+    if missing:
+        # Before the first run has built them: build just the dashboard's views (~10 s of dbt).
+        dbt = Path(sys.executable).with_name("dbt")
+        argv = [str(dbt), "run", "--select", "path:models/dashboard", "--project-dir", str(project_dir)]
+        env = {**os.environ, **OFFLINE_ENV, **profile_env(dsn)}
+        result = subprocess.run(
+            [*argv, "--profiles-dir", str(project_dir)], env=env, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise SupersetError(f"building the dashboard's views {missing} failed: {result.stdout[-2000:]}")

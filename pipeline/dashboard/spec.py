@@ -176,6 +176,12 @@ LAYOUT = [
 ]
 
 
+def cached_charts() -> set[str]:
+    """Names of the charts whose results Superset caches, which a refresh computes again."""
+    uncached = {dataset.name for dataset in DATASETS if dataset.cache_timeout == UNCACHED}
+    return {chart.name for chart in CHARTS if chart.dataset not in uncached}
+
+
 def database_body(sqlalchemy_uri: str) -> dict:
     """The warehouse connection: read-only by its role, not exposed in SQL Lab."""
     return {
