@@ -7,6 +7,7 @@ from prefect import flow, get_run_logger, runtime
 
 from blocks import Resources, resolve_resources
 from pipeline.backfill import revisit_window
+from pipeline.dashboard.refresh import refresh_after_publish
 from pipeline.errors import step
 from pipeline.lookups import scheduled_logical_date
 from pipeline.runs import alert_incomplete_days, run_notifier
@@ -56,7 +57,7 @@ def _process(resources: Resources, day: date, window: Window, horizon: date, par
     built = transform_window(
         warehouse, window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds, parsed
     )
-    return RunSummary(
+    summary = RunSummary(
         kind="daily",
         logical_date=day,
         window=WindowSummary.of(window),
@@ -69,3 +70,4 @@ def _process(resources: Resources, day: date, window: Window, horizon: date, par
         dbt_models=built.model_counts,
         dbt_tests=TestCounts(counts=built.counts, failures=[]),
     )
+    return refresh_after_publish(summary)

@@ -63,6 +63,8 @@ class RunSummary(BaseModel):
     days_loaded: int | None = None
     stopped: str | None = None
     checksums_changed: int | None = None
+    # What went wrong beside the data without failing the run (a dashboard that was not refreshed).
+    warnings: list[str] = []
 
     def data(self) -> dict:
         """The summary as a notification's `data` carries it (JSON types, only the fields this run set)."""
