@@ -279,6 +279,7 @@ def _run_daily(day: date | None) -> int:
         f"pipeline run succeeded: logical date {summary.logical_date}, window {summary.window}, "
         f"{summary.rows_loaded} rows loaded, dbt tests {summary.dbt_tests.counts}; seconds: {summary.seconds}"
     )
+    _print_warnings(summary)
     return 0
 
 
@@ -318,7 +319,13 @@ def _backfill(start: date, end: date, reprocess: str, dry_run: bool, yes: bool) 
             f"pipeline backfill succeeded: {summary.days_planned} days loaded, {summary.rows_loaded:,} rows, "
             f"{summary.checksums_changed} days changed, dbt tests {tests}; seconds: {summary.seconds}"
         )
+        _print_warnings(summary)
     return 0
+
+
+def _print_warnings(summary: "RunSummary") -> None:
+    for warning in summary.warnings:  # the run succeeded; something beside it did not (the dashboard)
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _gaps(since: date | None) -> int:
