@@ -171,8 +171,8 @@ CHARTS = [
 LAYOUT = [
     [("Data as of", 5, 32), ("Freshness", 7, 32)],
     [("Daily mean temperature (°C)", 6, 50), ("Daily min and max temperature (°C)", 6, 50)],
-    [("Daily precipitation (mm)", 6, 50), ("Last 7 days", 6, 50)],
-    [("Day status", 12, 45)],
+    [("Last 7 days", 12, 50)],
+    [("Daily precipitation (mm)", 6, 50), ("Day status", 6, 50)],
 ]
 
 
