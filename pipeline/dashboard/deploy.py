@@ -52,6 +52,7 @@ def prepare_warehouse(dsn: str, reader_password: str, project_dir: Path) -> None
     with warehouse.connect(dsn, autocommit=True) as conn:
         warehouse.migrate(conn)
         server.set_reader_password(conn, reader_password)
+        conn.execute(warehouse.query("grant_dashboard_reader"))
         missing = [view for view in VIEWS if conn.execute("select to_regclass(%s)", [view]).fetchone()[0] is None]
     if missing:
         # Before the first run has built them: build just the dashboard's views (~10 s of dbt).
