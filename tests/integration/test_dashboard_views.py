@@ -1,5 +1,6 @@
 """The dashboard's views in marts (day status, freshness) and the read-only role it connects as."""
 
+import os
 from datetime import UTC, date, datetime, time, timedelta
 
 import psycopg
@@ -8,6 +9,8 @@ from psycopg import sql
 
 from flows.daily import daily_weather
 from pipeline.alerts import deadline_at, due_logical_date
+from pipeline.dashboard.deploy import build_views
+from pipeline.settings import PROJECT_ROOT
 
 DAY = date(2024, 3, 9)
 LOCATION_COUNT = 5
@@ -16,7 +19,10 @@ COUNT = sql.SQL("select count(*) from {}")
 
 
 def run(logical_date=DAY, lookback_days=0):
-    return daily_weather(logical_date=logical_date, lookback_days=lookback_days, return_state=True)
+    """A daily run, then the dashboard's views, which runs leave to `pipeline dashboard deploy`."""
+    state = daily_weather(logical_date=logical_date, lookback_days=lookback_days, return_state=True)
+    build_views(os.environ["PIPELINE_DATABASE_URL"], PROJECT_ROOT / "dbt_project")
+    return state
 
 
 def freshness(db) -> dict:
