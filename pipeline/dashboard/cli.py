@@ -108,11 +108,11 @@ def refresh(url: str | None) -> int:
 
 
 def admin(url: str | None) -> int:
-    from pipeline.dashboard import server, service
+    from pipeline.dashboard import server, service, spec
     from pipeline.settings import Settings
 
     resolved = _resolve(url, need_password=False)
-    print(f"dashboard: {resolved.url}superset/dashboard/weather/".replace("//superset", "/superset"))
+    print(f"dashboard: {resolved.url.rstrip('/')}/superset/dashboard/{spec.DASHBOARD_SLUG}/")
     print(f"user: {resolved.user}")
     secrets = service.home(Settings().data_dir / "stack").secrets
     if secrets.exists():
