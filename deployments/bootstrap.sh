@@ -147,6 +147,33 @@ elif [ -f "$unit_dir/weather-freshness.timer" ]; then
     say "freshness timer removed: it runs only where PIPELINE_DATABASE_URL is set, not with --worker-only"
 fi
 
+# The BI dashboard beside the server, when the env file names it: Superset from its own lock, its
+# metadata in Postgres, then the connection, datasets, charts and dashboard applied from the repo.
+if [ "$worker_only" = false ] && [ -n "${PIPELINE_DASHBOARD_URL:-}" ]; then
+    install -d -o "$service_user" -g "$service_group" /var/lib/weather-pipeline/superset
+    (cd "$checkout" && SUPERSET_HOME=/var/lib/weather-pipeline/superset as_service_user "$checkout/.venv/bin/pipeline" dashboard setup)
+    install_unit weather-dashboard.service
+    systemctl daemon-reload
+    systemctl enable --quiet weather-dashboard.service
+    systemctl restart weather-dashboard.service
+    "$checkout/.venv/bin/python" - "$PIPELINE_DASHBOARD_URL" <<'PY'
+import sys, time, urllib.request
+deadline = time.monotonic() + 180
+while True:
+    try:
+        with urllib.request.urlopen(f"{sys.argv[1]}/health", timeout=3) as response:
+            if response.status == 200:
+                break
+    except OSError:
+        pass
+    if time.monotonic() > deadline:
+        sys.exit("bootstrap: the dashboard did not answer within 180 s; see: journalctl -u weather-dashboard")
+    time.sleep(1)
+PY
+    (cd "$checkout" && as_service_user "$checkout/.venv/bin/pipeline" dashboard deploy)
+    say "dashboard: $PIPELINE_DASHBOARD_URL/superset/dashboard/weather/ (user ${PIPELINE_DASHBOARD_USER:-admin})"
+fi
+
 if [ "$worker_only" = false ]; then
     port=${PREFECT_SERVER_API_PORT:-4200}
     if [ -n "${PREFECT_UI_URL:-}" ]; then

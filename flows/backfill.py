@@ -12,6 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from blocks import resolve_resources
 from pipeline import quota
 from pipeline.backfill import Reprocess, plan_backfill
+from pipeline.dashboard.refresh import refresh_after_publish
 from pipeline.errors import StepFailed, step
 from pipeline.limits import timed_by
 from pipeline.locations import read_locations
@@ -152,6 +153,8 @@ def backfill_weather(
         checksums_changed=changed,
         dbt_tests=TestCounts(counts=tests.counts, failures=[]) if tests else None,
     )
+    if tests:  # something was published
+        summary = refresh_after_publish(summary)
     create_table_artifact([summary_row(summary)], key="backfill-summary", description=f"backfill {window}")
     return summary
 

@@ -7,6 +7,7 @@ from prefect import flow, get_run_logger, runtime
 
 from blocks import Resources, resolve_resources
 from pipeline.backfill import revisit_window
+from pipeline.dashboard.refresh import refresh_after_publish
 from pipeline.errors import step
 from pipeline.limits import timed_by
 from pipeline.lookups import scheduled_logical_date
@@ -54,7 +55,7 @@ def _process(resources: Resources, day: date, window: Window, horizon: date, par
     built = transform_window(
         warehouse, window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds, parsed
     )
-    return RunSummary(
+    summary = RunSummary(
         kind="daily",
         logical_date=day,
         window=WindowSummary.of(window),
@@ -67,3 +68,4 @@ def _process(resources: Resources, day: date, window: Window, horizon: date, par
         dbt_models=built.model_counts,
         dbt_tests=TestCounts(counts=built.counts, failures=[]),
     )
+    return refresh_after_publish(summary)

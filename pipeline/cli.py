@@ -13,6 +13,7 @@ import typer
 from typer._click import exceptions as click_exceptions
 
 from pipeline import stack_cli
+from pipeline.dashboard import cli as dashboard_cli
 from pipeline.window import check_not_future, parse_day
 
 if TYPE_CHECKING:
@@ -212,6 +213,8 @@ def source_serve_command(
 
 
 stack_cli.add_commands(app, execute)
+# A lambda: _with_local_warehouse is defined below.
+dashboard_cli.add_commands(app, execute, lambda command: _with_local_warehouse(command))
 
 
 def _with_local_warehouse(command: Callable[[], int], flows: bool = False) -> int:
@@ -282,6 +285,7 @@ def _run_daily(day: date | None) -> int:
         f"pipeline run succeeded: logical date {summary.logical_date}, window {summary.window}, "
         f"{summary.rows_loaded} rows loaded, dbt tests {summary.dbt_tests}; {summary.timings()}"
     )
+    _print_warnings(summary)
     return 0
 
 
@@ -318,7 +322,13 @@ def _backfill(start: date, end: date, reprocess: str, dry_run: bool, yes: bool) 
             f"pipeline backfill succeeded: {summary.days_planned} days loaded, {summary.rows_loaded:,} rows, "
             f"{summary.checksums_changed} days changed, dbt tests {summary.dbt_tests or 'none'}; {summary.timings()}"
         )
+        _print_warnings(summary)
     return 0
+
+
+def _print_warnings(summary: "RunSummary") -> None:
+    for warning in summary.warnings:  # the run succeeded; something beside it did not (the dashboard)
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _gaps(since: date | None) -> int:

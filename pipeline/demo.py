@@ -13,6 +13,7 @@ from prefect.settings import PREFECT_API_URL
 
 from blocks import Resources, Warehouse
 from pipeline import embedded, processes, source_server, stack, warehouse
+from pipeline.dashboard import service as dashboard_service
 from pipeline.settings import Settings
 
 logger = logging.getLogger("pipeline.demo")
@@ -56,6 +57,8 @@ def run(day: date | None) -> int:
     if code == 0:
         print_marts(local)
         print(f"\n{NEXT_STEPS}")
+        state = stack.load_state(stack.StackPaths(settings.data_dir / "stack"))
+        print(dashboard_service.where(state.dashboard_url if state else None))
     return code
 
 

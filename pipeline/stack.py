@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import URL, make_url
 
 from pipeline import embedded
+from pipeline.dashboard import service as dashboard_service
 from pipeline.defaults import OFFLINE_ENV
 from pipeline.deploy import Say, configure_server
 from pipeline.processes import (
@@ -45,6 +46,7 @@ class StackState:
     api_url: str
     ui_url: str
     source_url: str | None = None
+    dashboard_url: str | None = None
     processes: list[Process] = field(default_factory=list)
 
     def process(self, name: str) -> Process | None:
@@ -74,8 +76,15 @@ class StackPaths:
         return self.root / "postgres"
 
 
-def up(settings: Settings, port: int, pool: str, local_source: bool = False, say: Say = print) -> StackState:
-    """Start what is not running yet (Postgres, source API, server, worker), then configure the server."""
+def up(
+    settings: Settings,
+    port: int,
+    pool: str,
+    local_source: bool = False,
+    say: Say = print,
+    dashboard_port: int | None = None,
+) -> StackState:
+    """Start what is not running yet (Postgres, source API, server, dashboard, worker), then configure the server."""
     paths = StackPaths(settings.data_dir / "stack")
     api_url = f"http://127.0.0.1:{port}/api"
     previous = load_state(paths)
@@ -117,6 +126,20 @@ def up(settings: Settings, port: int, pool: str, local_source: bool = False, say
     say(f"Prefect server: {api_url} (pid {server.pid}, log {server.log})")
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         configure_server(settings, pool, say=say)
+    if dashboard_port is not None:
+        deployed, dashboard_env = dashboard_service.start(
+            paths.root,
+            settings.database_url.get_secret_value(),
+            dashboard_port,
+            settings.dbt_project_dir,
+            state.process("dashboard"),
+            lambda process: _remember(paths, state, process),
+            say,
+        )
+        env.update(dashboard_env)  # the worker's runs refresh it after each publish
+        state.dashboard_url = deployed.url
+        save_state(paths, state)
+        say(f"dashboard: {deployed.url} (user admin; password in {dashboard_service.home(paths.root).secrets})")
     worker = ensure("worker", worker_command(pool))
     say(f"process worker on pool {pool}: pid {worker.pid}, log {worker.log}")
     return state
@@ -128,7 +151,7 @@ def down(data_dir: Path, say: Say = print, timeout: float = STOP_TIMEOUT_SECONDS
     state = load_state(paths)
     if state is None:
         return False
-    order = ["worker", "source", "server", "postgres"]
+    order = ["worker", "source", "dashboard", "server", "postgres"]
     for process in sorted(state.processes, key=lambda p: order.index(p.name) if p.name in order else len(order)):
         say(stop_process(process, timeout))
     paths.pids.unlink()

@@ -38,9 +38,16 @@ def add_commands(app: typer.Typer, execute: Callable[[Callable[[], int]], int]) 
         local_source: Annotated[
             bool, typer.Option("--local-source", help="also start the local Open-Meteo-compatible API and use it")
         ] = False,
+        dashboard_port: Annotated[
+            int,
+            typer.Option(
+                "--dashboard-port", metavar="PORT", help="the dashboard's port (default: 8088)", show_default=False
+            ),
+        ] = 8088,
+        no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="leave the BI dashboard out")] = False,
     ) -> int:
-        """start a Prefect server and a process worker here, in the background"""
-        return execute(lambda: up(port, pool, local_source))
+        """start a Prefect server, the BI dashboard and a process worker here, in the background"""
+        return execute(lambda: up(port, pool, local_source, None if no_dashboard else dashboard_port))
 
     @app.command("down")
     def down_command() -> int:
@@ -66,7 +73,7 @@ def deploy(pool: str | None) -> int:
     return _report(lambda: configure_server(Settings(), pool or default_pool()))
 
 
-def up(port: int, pool: str | None, local_source: bool) -> int:
+def up(port: int, pool: str | None, local_source: bool, dashboard_port: int | None) -> int:
     from pipeline import stack
     from pipeline.deploy import default_pool
     from pipeline.settings import Settings
@@ -74,8 +81,10 @@ def up(port: int, pool: str | None, local_source: bool) -> int:
     settings = Settings()
 
     def start() -> None:
-        state = stack.up(settings, port, pool or default_pool(), local_source)
+        state = stack.up(settings, port, pool or default_pool(), local_source, dashboard_port=dashboard_port)
         print(f"\nPrefect UI: {state.ui_url}")
+        if state.dashboard_url:
+            print(f"Dashboard: {state.dashboard_url}")
         print(f"Use it from a shell: export PREFECT_API_URL={state.api_url}")
         print("Stop everything: pipeline down")
 
@@ -94,12 +103,14 @@ def down() -> int:
 
 
 def _report(action) -> int:
+    from pipeline.dashboard.client import SupersetError
+    from pipeline.dashboard.server import DashboardServerError
     from pipeline.deploy import DeployError
     from pipeline.processes import ProcessError
 
     try:
         action()
-    except (DeployError, ProcessError) as exc:
+    except (DeployError, ProcessError, SupersetError, DashboardServerError) as exc:
         print(f"pipeline: {exc}", file=sys.stderr)
         return 1
     return 0

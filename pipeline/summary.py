@@ -67,6 +67,8 @@ class RunSummary(BaseModel):
     days_loaded: int | None = None
     stopped: str | None = None
     checksums_changed: int | None = None
+    # What went wrong beside the data without failing the run (a dashboard that was not refreshed).
+    warnings: list[str] = []
 
     def timings(self) -> str:
         """Where the time went: "extract 0.118 s, load 0.204 s, dbt 3.120 s"."""

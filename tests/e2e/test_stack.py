@@ -36,7 +36,7 @@ def test_pipeline_up_then_down_stops_exactly_its_processes_and_the_next_up_keeps
     # `&` in a non-interactive shell starts the command with SIGINT ignored, which every child
     # inherits: the case in which a Prefect worker used to shrug off SIGTERM.
     up = subprocess.run(
-        ["bash", "-c", f'"{PIPELINE}" up --port {port} --local-source & wait $!'],
+        ["bash", "-c", f'"{PIPELINE}" up --port {port} --local-source --no-dashboard & wait $!'],
         env=env,
         capture_output=True,
         text=True,

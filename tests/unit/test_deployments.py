@@ -14,6 +14,7 @@ from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
 
 from flows.backfill import backfill_weather
+from pipeline.dashboard.settings import DashboardSettings
 from pipeline.deploy import QUEUES, automation_specs, with_deployment_ids
 from pipeline.settings import Settings
 from pipeline.spread import CHUNK_DEPLOYMENT
@@ -172,7 +173,8 @@ def test_env_example_names_only_known_pipeline_settings_and_holds_no_secrets():
         if name.startswith("PIPELINE_") and name not in ("PIPELINE_CHECKOUT", "PIPELINE_SETTINGS_FROM_BLOCKS")
     }
 
-    assert pipeline_settings <= set(Settings.model_fields)
+    dashboard_settings = {f"dashboard_{name}" for name in DashboardSettings.model_fields}
+    assert pipeline_settings <= set(Settings.model_fields) | dashboard_settings
     for name, value in assignments.items():
         if any(word in name for word in ("PASSWORD", "SECRET", "DATABASE_URL", "CONNECTION_URL", "WEBHOOK_URL")):
             assert "CHANGE_ME" in value, f"{name} must hold a placeholder, not a value"

@@ -1,0 +1,1 @@
+"""The BI dashboard: Apache Superset on the published marts, deployed as code and refreshed after each publish."""
