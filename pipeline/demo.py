@@ -56,9 +56,9 @@ def run(day: date | None) -> int:
             source.stop()
     if code == 0:
         print_marts(local)
-        print(f"\n{NEXT_STEPS}")
         state = stack.load_state(stack.StackPaths(settings.data_dir / "stack"))
-        print(dashboard_service.where(state.dashboard_url if state else None))
+        print(f"\n{dashboard_service.where(state.dashboard_url if state else None)}")
+        print(NEXT_STEPS)
     return code
 
 

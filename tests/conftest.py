@@ -2,6 +2,8 @@
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import psycopg
@@ -39,17 +41,32 @@ def admin_url(tmp_path_factory) -> str:
     return _admin_dsn(tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
-def database_url(admin_url):
-    """A database created for this test session and dropped after it."""
-    admin = admin_url
+@contextmanager
+def throwaway_database(admin: str) -> Iterator[str]:
+    """A database created on the server at `admin`, dropped on exit; yields its DSN."""
     name = f"weather_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     info = psycopg.conninfo.conninfo_to_dict(admin) | {"dbname": name}
-    yield psycopg.conninfo.make_conninfo(**info)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+    try:
+        yield psycopg.conninfo.make_conninfo(**info)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def database_url(admin_url):
+    """A database created for this test session and dropped after it."""
+    with throwaway_database(admin_url) as dsn:
+        yield dsn
+
+
+@pytest.fixture(scope="module")
+def module_database_url(admin_url):
+    """A database of the test module's own, for a module that rebuilds the warehouse from nothing."""
+    with throwaway_database(admin_url) as dsn:
+        yield dsn
 
 
 # The local archive server for tests that talk to it directly over HTTP.

@@ -71,7 +71,7 @@ def superset(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pipeline(superset, database_url, tmp_path_factory):
+def pipeline(superset, module_database_url, tmp_path_factory):
     """The pipeline pointed at a throwaway warehouse, the local source server and the test's Superset."""
     from pipeline.source_server import SourceServer
 
@@ -79,7 +79,7 @@ def pipeline(superset, database_url, tmp_path_factory):
     locations.write_text(LOCATIONS, encoding="utf-8")
     with SourceServer() as source, pytest.MonkeyPatch.context() as patch, prefect_test_harness(180):
         for name, value in {
-            "PIPELINE_DATABASE_URL": database_url,
+            "PIPELINE_DATABASE_URL": module_database_url,
             "PIPELINE_SOURCE_URL": source.url,
             "PIPELINE_SOURCE_RATE_LIMIT": "",
             "PIPELINE_LOCATIONS_FILE": str(locations),
@@ -88,16 +88,14 @@ def pipeline(superset, database_url, tmp_path_factory):
             "PIPELINE_DASHBOARD_PASSWORD": superset.password,
         }.items():
             patch.setenv(name, value)
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute("drop schema if exists raw, ops, staging, audit, marts cascade")
-        prepare_warehouse(database_url, superset.reader_password, PROJECT_ROOT / "dbt_project")
+        prepare_warehouse(module_database_url, superset.reader_password, PROJECT_ROOT / "dbt_project")
         with SupersetClient(superset.url, server.ADMIN_USER, superset.password) as client:
-            apply(client, server.reader_url(database_url, superset.reader_password))
+            apply(client, server.reader_url(module_database_url, superset.reader_password))
         yield source
 
 
 def test_dashboard_shows_the_published_marts_and_turns_stale_when_a_day_fails(
-    superset, pipeline, database_url, tmp_path
+    superset, pipeline, module_database_url, tmp_path
 ):
     day = datetime.now(UTC).date() - timedelta(days=1)
 
@@ -105,7 +103,7 @@ def test_dashboard_shows_the_published_marts_and_turns_stale_when_a_day_fails(
     first = daily_weather(logical_date=day, lookback_days=1, return_state=True)
     assert first.is_completed(), first.result(raise_on_failure=False)
     assert first.result().warnings == []
-    with psycopg.connect(database_url, autocommit=True) as db:
+    with psycopg.connect(module_database_url, autocommit=True) as db:
         location_count, value = db.execute(
             "select count(*), max(temperature_2m_mean) filter (where location_id = 'ams')"
             " from marts.fct_daily_weather where weather_date = %s",
@@ -138,7 +136,7 @@ def test_dashboard_shows_the_published_marts_and_turns_stale_when_a_day_fails(
         pipeline.faults = FaultPlan()
         assert failed.is_failed()
         assert "refresh-dashboard" not in task_runs(failed)
-        with psycopg.connect(database_url, autocommit=True) as db:
+        with psycopg.connect(module_database_url, autocommit=True) as db:
             assert warehouse.day_checksums(db, "mart") == published
 
         cards = open_dashboard(page, superset)
