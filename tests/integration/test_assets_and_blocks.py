@@ -12,7 +12,6 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventRelatedFilter
 from prefect.events.worker import EventsWorker
-from prefect.logging.handlers import APILogHandler
 from prefect_sqlalchemy import SqlAlchemyConnector
 from psycopg import sql
 
@@ -130,7 +129,6 @@ def test_a_daily_run_on_a_users_connector_block_never_shows_its_password(users_b
     assert db.execute("select count(*) from marts.fct_daily_weather").fetchone()[0] == 5
     flow_run_id = state.state_details.flow_run_id
     # The run's log lines reach the server in batches: wait until dbt's have arrived.
-    APILogHandler.flush()
     logs = poll_until(lambda: dbt_lines_seen(run_logs(flow_run_id)), 60, 1, "dbt's lines in the run's log")
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
