@@ -29,6 +29,25 @@ service_group=$(id -gn "$service_user")
 as_service_user() { runuser -u "$service_user" -- "$@"; }
 say() { echo "bootstrap: $*"; }
 
+# wait_healthy URL SECONDS WHAT UNIT: until URL/health answers 200, or fail naming WHAT and UNIT's journal.
+wait_healthy() {
+    "$checkout/.venv/bin/python" - "$@" <<'PY'
+import sys, time, urllib.request
+url, seconds, what, unit = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+deadline = time.monotonic() + seconds
+while True:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=3) as response:
+            if response.status == 200:
+                break
+    except OSError:
+        pass
+    if time.monotonic() > deadline:
+        sys.exit(f"bootstrap: {what} did not answer within {seconds:g} s; see: journalctl -u {unit}")
+    time.sleep(1)
+PY
+}
+
 # Debian ships venv support separately; ./dev needs it to create .venv.
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     say "installing python3-venv"
@@ -104,20 +123,7 @@ if [ "$worker_only" = false ]; then
     systemctl restart prefect-server.service
     say "waiting for the Prefect API at $PREFECT_API_URL"
     # The unit migrates the database before the server starts: allow a few minutes on a small VM.
-    "$checkout/.venv/bin/python" - "$PREFECT_API_URL" <<'PY'
-import sys, time, urllib.request
-deadline = time.monotonic() + 300
-while True:
-    try:
-        with urllib.request.urlopen(f"{sys.argv[1]}/health", timeout=3) as response:
-            if response.status == 200:
-                break
-    except OSError:
-        pass
-    if time.monotonic() > deadline:
-        sys.exit("bootstrap: the Prefect server did not answer within 300 s; see: journalctl -u prefect-server")
-    time.sleep(1)
-PY
+    wait_healthy "$PREFECT_API_URL" 300 "the Prefect server" prefect-server
     # Work pool, queues daily (priority 1) and backfill (10), the open-meteo-api rate limit,
     # blocks from the PIPELINE_* values, `prefect --no-prompt deploy --all` and the automations
     # in deployments/automations/, each created or updated in place.
@@ -156,20 +162,7 @@ if [ "$worker_only" = false ] && [ -n "${PIPELINE_DASHBOARD_URL:-}" ]; then
     systemctl daemon-reload
     systemctl enable --quiet weather-dashboard.service
     systemctl restart weather-dashboard.service
-    "$checkout/.venv/bin/python" - "$PIPELINE_DASHBOARD_URL" <<'PY'
-import sys, time, urllib.request
-deadline = time.monotonic() + 180
-while True:
-    try:
-        with urllib.request.urlopen(f"{sys.argv[1]}/health", timeout=3) as response:
-            if response.status == 200:
-                break
-    except OSError:
-        pass
-    if time.monotonic() > deadline:
-        sys.exit("bootstrap: the dashboard did not answer within 180 s; see: journalctl -u weather-dashboard")
-    time.sleep(1)
-PY
+    wait_healthy "$PIPELINE_DASHBOARD_URL" 180 "the dashboard" weather-dashboard
     (cd "$checkout" && as_service_user "$checkout/.venv/bin/pipeline" dashboard deploy)
     say "dashboard: $PIPELINE_DASHBOARD_URL/superset/dashboard/weather/ (user ${PIPELINE_DASHBOARD_USER:-admin})"
 fi
