@@ -61,7 +61,7 @@ def backfill_weather(
         locations = (
             read_locations(settings.locations_file)
             if dry_run
-            else prepare_warehouse(warehouse, settings.locations_file)
+            else prepare_warehouse(warehouse, settings.locations_file, settings.asset_events)
         )
         ledger = read_ledger(warehouse, window)
     active = [location.location_id for location in locations]

@@ -43,7 +43,7 @@ def daily_weather(logical_date: date | None = None, lookback_days: int | None = 
 def _process(resources: Resources, day: date, window: Window, horizon: date, parsed: ParsedProject) -> RunSummary:
     settings, warehouse = resources.settings, resources.warehouse
     with step("prepare", window):
-        locations = prepare_warehouse(warehouse, settings.locations_file)
+        locations = prepare_warehouse(warehouse, settings.locations_file, settings.asset_events)
         if horizon < window.first:
             window = revisit_window(window, read_ledger(warehouse, Window(horizon, window.first - timedelta(days=1))))
         # Past the horizon the archive will not fill a day any more: one alert per such day.

@@ -6,6 +6,7 @@ so the pipeline's own tables join dbt's lineage: source API → raw → staging 
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prefect.assets import Asset, AssetProperties
@@ -21,6 +22,7 @@ ADAPTER = "postgres"
 DBT = "dbt"
 PIPELINE = "weather-pipeline"
 RAW_OBSERVATIONS = ("raw", "hourly_weather")
+RAW_LOCATIONS = ("raw", "locations")
 # Published table ← the audit model it is copied from.
 PUBLISHED = {
     ("marts", "fct_daily_weather"): ("audit", "fct_daily_weather"),
@@ -44,10 +46,14 @@ def table_key(database: str, schema: str, table: str) -> str:
 
     Written out here so the load step need not import dbt; a unit test holds it equal to prefect-dbt's.
     """
-    key = f"{ADAPTER}://{database}/{schema}/{table}"
+    return valid_key(f"{ADAPTER}://{database}/{schema}/{table}")
+
+
+def valid_key(uri: str) -> str:
+    """`uri` without the characters Prefect refuses in an asset key, cut to its longest key (as prefect-dbt does)."""
     for char in RESTRICTED_ASSET_CHARACTERS:
-        key = key.replace(char, "")
-    return key[:MAX_ASSET_KEY_LENGTH]
+        uri = uri.replace(char, "")
+    return uri[:MAX_ASSET_KEY_LENGTH]
 
 
 def table_asset(database: str, schema: str, table: str) -> Asset:
@@ -69,6 +75,18 @@ def raw_observations(database: str, source_url: str, rows: int, days: Iterable) 
         table_asset(database, *RAW_OBSERVATIONS),
         (source_api_asset(source_url),),
         metadata={"rows_loaded": rows, "days": sorted(str(day) for day in days)},
+    )
+
+
+def locations_file_asset(path: Path) -> Asset:
+    """The CSV file that lists the locations, on the host that ran the load."""
+    return Asset(key=valid_key(f"file://{path.resolve()}"), properties=AssetProperties(name=path.name))
+
+
+def raw_locations(database: str, locations_file: Path, count: int) -> Materialization:
+    """raw.locations after the locations file was merged into it."""
+    return Materialization(
+        table_asset(database, *RAW_LOCATIONS), (locations_file_asset(locations_file),), metadata={"locations": count}
     )
 
 

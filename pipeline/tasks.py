@@ -102,12 +102,15 @@ def fetcher(settings: Settings, cache: bool = True):
 
 
 @task(name="prepare-warehouse", cache_policy=NO_CACHE)
-def prepare_warehouse(warehouse: Warehouse, locations_file: Path) -> tuple[Location, ...]:
-    """Apply pending migrations and load the locations file; returns the locations."""
+def prepare_warehouse(warehouse: Warehouse, locations_file: Path, emit_assets: bool = False) -> tuple[Location, ...]:
+    """Apply pending migrations and merge the locations file into raw.locations, then an asset materialized from
+    that file (`emit_assets`); returns the locations."""
     locations = read_locations(locations_file)
     with warehouse.connect() as conn:
         migrate(conn)
-        load.replace_locations(conn, locations)
+        count = load.replace_locations(conn, locations)
+    if emit_assets:
+        assets.emit([assets.raw_locations(warehouse.database, locations_file, count)])
     return locations
 
 

@@ -163,7 +163,7 @@ def dbt_lines_seen(logs: list) -> list:
     return logs if any("dbt: " in log.message for log in logs) else []
 
 
-def test_a_daily_runs_asset_events_read_source_api_raw_staging_audit_marts(pipeline_env, db, source):
+def test_a_daily_runs_asset_events_read_source_api_raw_staging_audit_marts(pipeline_env, db, source, locations_file):
     state = run()
 
     assert state.is_completed(), failure_message(state)
@@ -172,6 +172,8 @@ def test_a_daily_runs_asset_events_read_source_api_raw_staging_audit_marts(pipel
     events = flow_run_events(state, "prefect.asset.", until=key("/marts/dim_locations"))
     graph = lineage(events)
     assert graph[key("/raw/hourly_weather")] == {f"{source.url}/v1/archive"}
+    assert graph[key("/raw/locations")] == {f"file://{locations_file.resolve()}"}
+    assert key("/raw/locations") in graph[key("/staging/stg_open_meteo__locations")]
     assert key("/raw/hourly_weather") in graph[key("/staging/stg_open_meteo__hourly_weather")]
     assert key("/staging/stg_open_meteo__hourly_weather") in graph[key("/audit/fct_daily_weather")]
     assert graph[key("/marts/fct_daily_weather")] == {key("/audit/fct_daily_weather")}

@@ -1,4 +1,5 @@
 from datetime import date
+from pathlib import Path
 
 from prefect_dbt.utilities import format_resource_id
 
@@ -19,6 +20,17 @@ def test_raw_observations_come_from_the_source_apis_archive_endpoint():
     assert [upstream.key for upstream in done.upstream] == ["http://127.0.0.1:8123/v1/archive"]
     assert done.metadata == {"rows_loaded": 48, "days": ["2024-03-08", "2024-03-09"]}
     assert done.by == "weather-pipeline"
+
+
+def test_raw_locations_come_from_the_locations_file_with_a_valid_key(tmp_path: Path):
+    listed = tmp_path / "my locations" / "cities.csv"
+
+    done = assets.raw_locations("weather", listed, 3)
+
+    assert done.asset.key == "postgres://weather/raw/locations"
+    assert [upstream.key for upstream in done.upstream] == [f"file://{tmp_path}/mylocations/cities.csv"]
+    assert done.upstream[0].properties.name == "cities.csv"
+    assert done.metadata == {"locations": 3}
 
 
 def test_published_marts_each_come_from_their_audit_model():
