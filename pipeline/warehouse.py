@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 
 from pipeline.errors import first_line
+from pipeline.extract import VARIABLES
 
 MIGRATIONS_LOCK = "ops.schema_migrations"
 _MIGRATION_NAME = re.compile(r"(\d{3})_[a-z0-9_]+\.sql")
@@ -33,6 +34,16 @@ def query(name: str) -> sql.SQL:
     """The statement in `pipeline/sql/<name>.sql`."""
     text = resources.files("pipeline").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
     return sql.SQL(text)  # type: ignore[arg-type]  # trusted: shipped with the package
+
+
+def hourly_query(name: str, **parts: sql.Composable) -> sql.Composed:
+    """The statement in `pipeline/sql/<name>.sql`, its `{variables}` the API's variables as columns.
+
+    `VARIABLES` is the one list of raw.hourly_weather's variable columns: the COPY, the
+    completeness count and the checksums name them from it, in its order.
+    """
+    columns = sql.SQL(", ").join(sql.Identifier(variable) for variable in VARIABLES)
+    return query(name).format(variables=columns, **parts)
 
 
 def connect(dsn: str, **kwargs) -> psycopg.Connection:
@@ -169,5 +180,6 @@ def _holder(conn: psycopg.Connection, name: str) -> str:
 
 def day_checksums(conn: psycopg.Connection, table: str) -> dict:
     """`{day: (row_count, distinct_keys, checksum)}` for `raw` (raw.hourly_weather) or `mart` (the daily fact)."""
-    rows = conn.execute(query(f"{table}_day_checksums")).fetchall()
+    statement = hourly_query("raw_day_checksums") if table == "raw" else query(f"{table}_day_checksums")
+    rows = conn.execute(statement).fetchall()
     return {day: (row_count, distinct_keys, checksum) for day, row_count, distinct_keys, checksum in rows}
