@@ -104,8 +104,9 @@ def test_generate_plausible_over_a_year(latitude):
     assert precipitation.min() >= 0 and (precipitation == 0).mean() > 0.6
     sea_level = column["surface_pressure"] * np.exp(answer["elevation"] / 8434.0)
     assert 950 <= sea_level.min() and sea_level.max() <= 1050
-    for name in ("temperature_2m", "dew_point_2m", "precipitation", "surface_pressure", "wind_speed_10m"):
-        assert np.array_equal(np.round(column[name], 1), column[name])
+    # The API gives one decimal, snowfall two, percentages and directions none (whole numbers).
+    for name, unit in UNITS.items():
+        assert np.array_equal(np.round(column[name], 2 if unit == "cm" else 1), column[name]), name
 
 
 @pytest.mark.parametrize("latitude", [-75.0, -33.9, 0.0, 45.0, 70.0])
