@@ -166,7 +166,7 @@ def copy_ceiling(
         conn.execute("create schema ceiling")
         conn.execute("create table ceiling.hourly_weather (like raw.hourly_weather including all)")
         conn.commit()
-        statement = sql.SQL(str(load.query("copy_hourly_weather").as_string(conn)).replace("raw.", "ceiling."))
+        statement = load.copy_statement(sql.Identifier("ceiling", "hourly_weather"))
         for window in windows:
             batches = [extract.fetch(client, batch, window) for batch in extract.batch_locations(locations, 100)]
             body = load._COPY_HEADER + b"".join(load.copy_buffer(b) for b in batches) + load._COPY_TRAILER

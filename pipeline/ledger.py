@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import psycopg
 
-from pipeline.warehouse import query, table_exists
+from pipeline.warehouse import hourly_query, query, table_exists
 from pipeline.window import Window
 
 # The ledger's key for this project's one source.
@@ -57,7 +57,7 @@ def record_success(
 ) -> None:
     """Record the load of `days` (inside the load's transaction: the ledger commits with the rows)."""
     conn.execute(
-        query("record_success"),
+        hourly_query("record_success"),
         {
             "source": SOURCE,
             "days": list(days),

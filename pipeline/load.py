@@ -9,11 +9,12 @@ from functools import cache
 
 import numpy as np
 import psycopg
+from psycopg import sql
 
 from pipeline import ledger
 from pipeline.extract import VARIABLES, Observations
 from pipeline.locations import Location
-from pipeline.warehouse import query
+from pipeline.warehouse import hourly_query, query
 from pipeline.window import Window, consecutive_runs
 
 HOURS_PER_DAY = 24
@@ -23,6 +24,7 @@ _COPY_TRAILER = struct.pack(">h", -1)
 _FIELDS = 2 + len(VARIABLES)
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _MICROSECONDS_PER_HOUR = 3_600_000_000
+HOURLY_TABLE = sql.Identifier("raw", "hourly_weather")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,11 @@ class DayLoad:
     day: date
     row_count: int
     checksum: str
+
+
+def copy_statement(table: sql.Identifier = HOURLY_TABLE) -> sql.Composed:
+    """The binary COPY into `table` whose rows `copy_buffer` writes: the key, then `VARIABLES` in order."""
+    return hourly_query("copy_hourly_weather", table=table)
 
 
 def copy_buffer(batch: Observations, hours: np.ndarray | None = None) -> bytes:
@@ -142,7 +149,7 @@ def replace_window(
             conn.execute(query("delete_window"), {"start": run.start, "end": run.end, "locations": location_ids})
         if changed:
             hours = np.repeat(np.isin(window.days, changed), HOURS_PER_DAY)
-            with conn.cursor() as cursor, cursor.copy(query("copy_hourly_weather")) as copy:
+            with conn.cursor() as cursor, cursor.copy(copy_statement()) as copy:
                 copy.write(_COPY_HEADER)
                 for batch in batches:
                     copy.write(copy_buffer(batch, hours))

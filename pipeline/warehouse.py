@@ -1,6 +1,7 @@
 """Postgres access: connections, schema migrations and the SQL files that go with them."""
 
 import hashlib
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -11,8 +12,13 @@ import psycopg
 from psycopg import sql
 
 from pipeline.errors import first_line
+from pipeline.extract import VARIABLES
 
 MIGRATIONS_LOCK = "ops.schema_migrations"
+_MIGRATION_NAME = re.compile(r"(\d{3})_[a-z0-9_]+\.sql")
+# Two files were shipped with the number 005, and databases have recorded both under these
+# names: renaming either would apply it again there. Every other number is used once.
+_SHARED_NUMBERS = {"005": frozenset({"005_api_calls.sql", "005_outbox.sql"})}
 
 
 class WarehouseError(Exception):
@@ -28,6 +34,16 @@ def query(name: str) -> sql.SQL:
     """The statement in `pipeline/sql/<name>.sql`."""
     text = resources.files("pipeline").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
     return sql.SQL(text)  # type: ignore[arg-type]  # trusted: shipped with the package
+
+
+def hourly_query(name: str, **parts: sql.Composable) -> sql.Composed:
+    """The statement in `pipeline/sql/<name>.sql`, its `{variables}` the API's variables as columns.
+
+    `VARIABLES` is the one list of raw.hourly_weather's variable columns: the COPY, the
+    completeness count and the checksums name them from it, in its order.
+    """
+    columns = sql.SQL(", ").join(sql.Identifier(variable) for variable in VARIABLES)
+    return query(name).format(variables=columns, **parts)
 
 
 def connect(dsn: str, **kwargs) -> psycopg.Connection:
@@ -65,8 +81,10 @@ def migrate(conn: psycopg.Connection, folder: Traversable | None = None) -> list
     applied would otherwise be silently skipped, leaving this database unlike a new one. An
     edit is refused (WarehouseError) before anything is applied; change the schema with a
     new file instead. Databases migrated before checksums were kept record them on first sight.
+    A file not named `NNN_what_it_does.sql` with a number of its own is refused first.
     """
     folder = folder or resources.files("pipeline").joinpath("sql", "migrations")
+    files = migration_files(folder)
     applied = []
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", [MIGRATIONS_LOCK])
@@ -77,7 +95,6 @@ def migrate(conn: psycopg.Connection, folder: Traversable | None = None) -> list
         )
         conn.execute("alter table ops.schema_migrations add column if not exists checksum text")
         done = dict(conn.execute("select version, checksum from ops.schema_migrations").fetchall())
-        files = sorted((entry for entry in folder.iterdir() if entry.name.endswith(".sql")), key=lambda e: e.name)
         for entry in files:
             version = entry.name.removesuffix(".sql")
             text = entry.read_text(encoding="utf-8")
@@ -96,6 +113,26 @@ def migrate(conn: psycopg.Connection, folder: Traversable | None = None) -> list
                     f" there, {checksum[:12]} in the file); put schema changes in a new migration file"
                 )
     return applied
+
+
+def migration_files(folder: Traversable) -> list[Traversable]:
+    """The `.sql` files of `folder` in the order they apply; WarehouseError unless each is `NNN_name.sql`
+    with a number of its own (two files with one number would apply in the order of their names).
+    """
+    files = sorted((entry for entry in folder.iterdir() if entry.name.endswith(".sql")), key=lambda e: e.name)
+    by_number: dict[str, set[str]] = {}
+    for entry in files:
+        match = _MIGRATION_NAME.fullmatch(entry.name)
+        if match is None:
+            raise WarehouseError(f"migration {entry.name} is not named NNN_what_it_does.sql (three digits, lowercase)")
+        by_number.setdefault(match.group(1), set()).add(entry.name)
+    for number, names in by_number.items():
+        if len(names) > 1 and names != _SHARED_NUMBERS.get(number):
+            raise WarehouseError(
+                f"migrations {', '.join(sorted(names))} share the number {number}; give each change the next"
+                f" free number ({int(max(by_number)) + 1:03d})"
+            )
+    return files
 
 
 def table_exists(conn: psycopg.Connection, name: str) -> bool:
@@ -143,5 +180,6 @@ def _holder(conn: psycopg.Connection, name: str) -> str:
 
 def day_checksums(conn: psycopg.Connection, table: str) -> dict:
     """`{day: (row_count, distinct_keys, checksum)}` for `raw` (raw.hourly_weather) or `mart` (the daily fact)."""
-    rows = conn.execute(query(f"{table}_day_checksums")).fetchall()
+    statement = hourly_query("raw_day_checksums") if table == "raw" else query(f"{table}_day_checksums")
+    rows = conn.execute(statement).fetchall()
     return {day: (row_count, distinct_keys, checksum) for day, row_count, distinct_keys, checksum in rows}

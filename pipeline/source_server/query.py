@@ -14,15 +14,26 @@ ARCHIVE_PATH = "/v1/archive"
 FIRST_DATE = date(1940, 1, 1)
 LAST_DATE = date(2099, 12, 31)
 
+# The archive API's hourly variables this server answers, with the units the API reports:
+# those the pipeline loads (extract.VARIABLES) and the common ones it may load next. Each has
+# a generator in `weather`; any other name is refused with a 400, as the real API does.
 UNITS = {
     "temperature_2m": "°C",
     "relative_humidity_2m": "%",
     "dew_point_2m": "°C",
+    "apparent_temperature": "°C",
     "precipitation": "mm",
+    "rain": "mm",
+    "snowfall": "cm",
+    "pressure_msl": "hPa",
     "surface_pressure": "hPa",
     "cloud_cover": "%",
+    "shortwave_radiation": "W/m²",
     "wind_speed_10m": "km/h",
+    "wind_speed_100m": "km/h",
     "wind_direction_10m": "°",
+    "wind_direction_100m": "°",
+    "wind_gusts_10m": "km/h",
 }
 VARIABLES = tuple(UNITS)
 

@@ -156,9 +156,10 @@ class _Weather:
         self.shape = (len(iy), len(hours))
 
     def values(self, name: str) -> np.ndarray:
-        """The variable rounded as the real API rounds it."""
+        """The variable `name` (one of `UNITS`, each a property below) rounded as the real API rounds it."""
+        # The API writes percentages and directions as whole numbers.
+        dtype = np.int32 if UNITS[name] in ("%", "°") else np.float64
         # orjson only serialises C-contiguous arrays, and fancy indexing may hand back another layout.
-        dtype = np.int32 if name in ("relative_humidity_2m", "cloud_cover", "wind_direction_10m") else np.float64
         return np.ascontiguousarray(getattr(self, name), dtype=dtype)
 
     def _seed(self, stream: int) -> np.ndarray:
@@ -255,11 +256,39 @@ class _Weather:
         return np.where(trigger > 0.5, np.round(amount, 1), 0.0) + 0.0
 
     @cached_property
+    def sea_level_pressure(self) -> np.ndarray:
+        return 1013.5 + 12.0 * self._smooth(0x9A_0001, 120) + 4.0 * self._smooth(0x9A_0002, 24) - 7.0 * self.wetness
+
+    @cached_property
+    def pressure_msl(self) -> np.ndarray:
+        return np.round(self.sea_level_pressure, 1) + 0.0
+
+    @cached_property
+    def snow_share(self) -> np.ndarray:
+        """The share of precipitation falling as snow: all of it at 0 °C and below, none from 2 °C."""
+        return np.clip((2.0 - self.temperature_2m) / 2.0, 0.0, 1.0)
+
+    @cached_property
+    def rain(self) -> np.ndarray:
+        return np.round(self.precipitation * (1.0 - self.snow_share), 1) + 0.0
+
+    @cached_property
+    def snowfall(self) -> np.ndarray:
+        # The API reports fresh snow in cm, 0.7 cm per mm of water, to 2 decimals.
+        return np.round(np.maximum(self.precipitation - self.rain, 0.0) * 0.7, 2) + 0.0
+
+    @cached_property
+    def apparent_temperature(self) -> np.ndarray:
+        # Steadman's formula, as Open-Meteo computes it: humid air feels warmer, wind (m/s) colder.
+        temperature = self.temperature_2m
+        saturation = 6.105 * np.exp(17.27 * temperature / (237.7 + temperature))  # hPa
+        vapour_pressure = self.relative_humidity_2m / 100.0 * saturation
+        value = temperature + 0.33 * vapour_pressure - 0.70 * self.wind_speed_10m / 3.6 - 4.0
+        return np.round(value, 1) + 0.0
+
+    @cached_property
     def surface_pressure(self) -> np.ndarray:
-        sea_level = (
-            1013.5 + 12.0 * self._smooth(0x9A_0001, 120) + 4.0 * self._smooth(0x9A_0002, 24) - 7.0 * self.wetness
-        )
-        return np.round(sea_level * np.exp(-self.elevation / 8434.0), 1) + 0.0
+        return np.round(self.sea_level_pressure * np.exp(-self.elevation / 8434.0), 1) + 0.0
 
     @cached_property
     def cloud_cover(self) -> np.ndarray:
@@ -275,6 +304,40 @@ class _Weather:
             * (1.0 + 0.15 * self.diurnal)
         )
         return np.round(np.clip(value, 0.0, 150.0), 1) + 0.0
+
+    @cached_property
+    def shortwave_radiation(self) -> np.ndarray:
+        """Sunlight on level ground over the preceding hour, W/m²: the sun's height by latitude, season and
+        local solar time, dimmed by cloud."""
+        middle = self.hours - 0.5
+        # The sun stands highest over the tropic of Cancer at the June solstice (day 172 of the year).
+        declination = np.radians(23.44) * np.cos(_TWO_PI * (middle / 24.0 - 172.0) / _YEAR_DAYS)[None, :]
+        hour_angle = _TWO_PI * ((middle % 24) - 12.0)[None, :] / 24.0 + np.radians(self.lon)
+        latitude = np.radians(self.lat)
+        sun_height = np.sin(latitude) * np.sin(declination) + np.cos(latitude) * np.cos(declination) * np.cos(
+            hour_angle
+        )
+        clear_sky = 1000.0 * np.clip(sun_height, 0.0, None) ** 1.15
+        return np.round(clear_sky * (1.0 - 0.75 * (self.cloud_cover / 100.0) ** 3.4), 1) + 0.0
+
+    @cached_property
+    def wind_speed_100m(self) -> np.ndarray:
+        # Stronger aloft: the 1/7 power law gives 10^(1/7) ~ 1.39 times the speed at 10 m.
+        value = self.wind_speed_10m * 1.39 * (1.0 + 0.1 * self._smooth(0x52_0001, 12))
+        return np.round(value, 1) + 0.0
+
+    @cached_property
+    def wind_gusts_10m(self) -> np.ndarray:
+        # Gusts run 1.4 to 2 times the mean wind, most in the turbulent afternoon.
+        factor = 1.4 + 0.4 * self._noise(0x53_0001) + 0.15 * np.clip(self.diurnal, 0.0, None)
+        return np.round(self.wind_speed_10m * factor + 2.0, 1) + 0.0
+
+    @cached_property
+    def wind_direction_100m(self) -> np.ndarray:
+        # Friction backs the wind near the ground: aloft it has turned clockwise in the north, anticlockwise
+        # in the south.
+        turn = np.where(self.lat >= 0, 15.0, -15.0) + 10.0 * (self._noise(0xD2_0001) - 0.5)
+        return np.rint(np.mod(self.wind_direction_10m + turn, 360.0))
 
     @cached_property
     def wind_direction_10m(self) -> np.ndarray:

@@ -1,12 +1,3 @@
-copy raw.hourly_weather (
-    location_id,
-    observed_at,
-    temperature_2m,
-    relative_humidity_2m,
-    dew_point_2m,
-    precipitation,
-    surface_pressure,
-    cloud_cover,
-    wind_speed_10m,
-    wind_direction_10m
-) from stdin (format binary)
+-- Filled in by warehouse.hourly_query: the table is raw.hourly_weather (or one like it), the
+-- variables the API's (extract.VARIABLES) in their order, the order of each binary row's fields.
+copy {table} (location_id, observed_at, {variables}) from stdin (format binary)

@@ -1,12 +1,12 @@
 -- Per-day row count and content checksum of raw.hourly_weather, load metadata excluded:
--- two warehouses with equal results hold the same observations.
+-- two warehouses with equal results hold the same observations. The variables are the API's
+-- (extract.VARIABLES), filled in by warehouse.hourly_query.
 select
     (observed_at at time zone 'UTC')::date as day,
     count(*) as row_count,
     count(distinct (location_id, observed_at)) as distinct_keys,
     md5(string_agg(
-        concat_ws('|', location_id, observed_at, temperature_2m, relative_humidity_2m, dew_point_2m,
-                  precipitation, surface_pressure, cloud_cover, wind_speed_10m, wind_direction_10m),
+        concat_ws('|', location_id, observed_at, {variables}),
         E'\n' order by location_id, observed_at
     )) as checksum
 from raw.hourly_weather

@@ -1,6 +1,7 @@
 -- One row per day of the window, described from what raw.hourly_weather now holds for it
 -- (every location, not only this load's): the rows, the location-hours with every
 -- value, and which locations the day has. A day with any null value is incomplete.
+-- The variables are the API's (extract.VARIABLES), filled in by warehouse.hourly_query.
 with
 
 loads as (
@@ -15,12 +16,7 @@ contents as (
     select
         (observed_at at time zone 'UTC')::date as day,
         count(*) as row_count,
-        count(*) filter (
-            where temperature_2m is not null and relative_humidity_2m is not null
-                and dew_point_2m is not null and precipitation is not null
-                and surface_pressure is not null and cloud_cover is not null
-                and wind_speed_10m is not null and wind_direction_10m is not null
-        ) as complete_hours,
+        count(*) filter (where num_nulls({variables}) = 0) as complete_hours,
         array_agg(distinct location_id) as locations
     from raw.hourly_weather
     where observed_at >= %(start)s and observed_at < %(end)s
@@ -38,7 +34,7 @@ select
     case when coalesce(c.complete_hours, 0) < coalesce(c.row_count, 0) then 'incomplete' else 'succeeded' end,
     coalesce(c.row_count, 0),
     coalesce(c.complete_hours, 0),
-    coalesce(c.locations, '{}'),
+    coalesce(c.locations, array[]::text[]),
     loads.checksum,
     %(flow_run_id)s,
     now(),

@@ -133,6 +133,29 @@ def test_an_applied_migration_that_was_edited_is_refused_and_nothing_more_is_app
     assert not warehouse.table_exists(db, "ops.second")
 
 
+def test_migrations_sharing_a_number_are_refused_before_anything_is_applied(db, tmp_path):
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "001_first.sql").write_text("create table ops.first (id int);")
+    (folder / "002_second.sql").write_text("create table ops.second (id int);")
+    (folder / "002_third.sql").write_text("create table ops.third (id int);")
+
+    with pytest.raises(warehouse.WarehouseError, match="002_second.sql, 002_third.sql share the number 002"):
+        warehouse.migrate(db, folder)
+
+    assert not warehouse.table_exists(db, "ops.first")
+
+
+def test_the_migrations_give_raw_hourly_weather_a_nullable_column_per_variable(conn):
+    columns = conn.execute(
+        "select column_name, data_type, is_nullable from information_schema.columns"
+        " where table_schema = 'raw' and table_name = 'hourly_weather'"
+    ).fetchall()
+    types = {name: (data_type, nullable) for name, data_type, nullable in columns}
+    assert set(types) == {"location_id", "observed_at", *VARIABLES, "_loaded_at"}
+    assert all(types[variable] == ("double precision", "YES") for variable in VARIABLES)
+
+
 def row_versions(conn) -> dict:
     """Each row's transaction id: it changes when a row is rewritten, even with the same values."""
     rows = conn.execute("select location_id, observed_at, xmin::text from raw.hourly_weather").fetchall()

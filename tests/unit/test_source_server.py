@@ -8,11 +8,13 @@ import numpy as np
 import orjson
 import pytest
 
+from pipeline import extract
 from pipeline.extract import PermanentSourceError, expected_times, parse_payload, request_params
 from pipeline.locations import Location
 from pipeline.source_server import (
     ARCHIVE_PATH,
     PAYLOAD_FAULTS,
+    UNITS,
     VARIABLES,
     ArchiveQuery,
     FaultPlan,
@@ -102,8 +104,45 @@ def test_generate_plausible_over_a_year(latitude):
     assert precipitation.min() >= 0 and (precipitation == 0).mean() > 0.6
     sea_level = column["surface_pressure"] * np.exp(answer["elevation"] / 8434.0)
     assert 950 <= sea_level.min() and sea_level.max() <= 1050
-    for name in ("temperature_2m", "dew_point_2m", "precipitation", "surface_pressure", "wind_speed_10m"):
-        assert np.array_equal(np.round(column[name], 1), column[name])
+    # The API gives one decimal, snowfall two, percentages and directions none (whole numbers).
+    for name, unit in UNITS.items():
+        assert np.array_equal(np.round(column[name], 2 if unit == "cm" else 1), column[name]), name
+
+
+@pytest.mark.parametrize("latitude", [-75.0, -33.9, 0.0, 45.0, 70.0])
+def test_generate_keeps_related_variables_consistent_over_a_year(latitude):
+    answer = generate(latitude, 25.0, date(2023, 1, 1), date(2023, 12, 31), VARIABLES)
+    column = {name: _column(answer, name) for name in VARIABLES}
+    for name, unit in UNITS.items():
+        assert column[name].dtype.kind == ("i" if unit in ("%", "°") else "f"), name
+    assert (column["wind_gusts_10m"] > column["wind_speed_10m"]).all()
+    assert (column["wind_speed_100m"] > column["wind_speed_10m"] * 1.2).all()
+    assert 0 <= column["wind_direction_100m"].min() and column["wind_direction_100m"].max() <= 360
+    # Precipitation is rain plus the snow's water (0.7 cm of snow per mm), each rounded as the API does.
+    rain, snow_water = column["rain"], column["snowfall"] / 0.7
+    assert (rain >= 0).all() and (snow_water >= 0).all()
+    assert np.allclose(rain + snow_water, column["precipitation"], atol=0.08)
+    assert (column["pressure_msl"] >= column["surface_pressure"]).all()
+    temperature = column["temperature_2m"]
+    assert (np.abs(column["apparent_temperature"] - temperature) < 15).all()
+    radiation = column["shortwave_radiation"].reshape(365, 24)
+    assert radiation.min() == 0 and radiation.max() <= 1000
+    assert (radiation.min(axis=1) == 0).mean() > 0.6  # nights, on every day but those of a polar summer
+
+
+def test_generate_snows_in_a_northern_winter_and_rains_in_the_tropics():
+    winter = generate(64.15, -21.94, date(2023, 1, 1), date(2023, 2, 28), ("rain", "snowfall"))
+    tropics = generate(1.35, 103.8, date(2023, 1, 1), date(2023, 2, 28), ("rain", "snowfall"))
+    assert _column(winter, "snowfall").sum() > _column(winter, "rain").sum()
+    assert _column(tropics, "snowfall").sum() == 0 < _column(tropics, "rain").sum()
+
+
+def test_generate_sunlight_peaks_around_local_noon():
+    # At 90°E local solar time runs six hours ahead of UTC; the hour ending 06:00 UTC holds noon.
+    answer = generate(20.0, 90.0, date(2023, 6, 1), date(2023, 6, 30), ("shortwave_radiation",))
+    by_hour = _column(answer, "shortwave_radiation").reshape(30, 24).mean(axis=0)
+    assert by_hour.argmax() in (6, 7)
+    assert by_hour[18] == 0
 
 
 def test_generate_seasons_invert_between_hemispheres():
@@ -257,8 +296,8 @@ def _get(
 
 
 def _clean(location: Location, window: Window = WINDOW) -> dict:
-    """The answer without faults, as it comes back from JSON."""
-    answer = generate(location.latitude, location.longitude, window.first, window.last, VARIABLES)
+    """The answer to the pipeline's request without faults, as it comes back from JSON."""
+    answer = generate(location.latitude, location.longitude, window.first, window.last, extract.VARIABLES)
     return orjson.loads(orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
