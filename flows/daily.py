@@ -66,6 +66,6 @@ def _process(resources: Resources, day: date, window: Window, horizon: date, par
             "dbt": round(time.perf_counter() - transform_started, 3),
         },
         dbt_models=built.model_counts,
-        dbt_tests=TestCounts(counts=built.counts, failures=[]),
+        dbt_tests=TestCounts(counts=built.counts),
     )
     return refresh_after_publish(summary)

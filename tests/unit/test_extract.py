@@ -9,7 +9,6 @@ from pipeline.extract import (
     PermanentSourceError,
     TransientSourceError,
     batch_locations,
-    call_weight,
     check_status,
     expected_times,
     parse_payload,
@@ -104,13 +103,6 @@ def test_request_params_join_locations_in_order():
     assert params["longitude"] == "4.9,18.4"
     assert (params["start_date"], params["end_date"], params["timezone"]) == ("2024-03-09", "2024-03-10", "UTC")
     assert params["hourly"].split(",") == list(VARIABLES)
-
-
-def test_call_weight_counts_locations_and_each_started_fortnight():
-    assert call_weight(1, 1) == 1
-    assert call_weight(100, 7) == 100
-    assert call_weight(10, 28) == 20
-    assert call_weight(1, 365) == 27
 
 
 def test_batch_locations_keeps_order_and_size():
