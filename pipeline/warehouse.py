@@ -145,3 +145,11 @@ def day_checksums(conn: psycopg.Connection, table: str) -> dict:
     """`{day: (row_count, distinct_keys, checksum)}` for `raw` (raw.hourly_weather) or `mart` (the daily fact)."""
     rows = conn.execute(query(f"{table}_day_checksums")).fetchall()
     return {day: (row_count, distinct_keys, checksum) for day, row_count, distinct_keys, checksum in rows}
+
+
+def fresh_database(admin_dsn: str, name: str) -> str:
+    """A new, empty database `name` on the server at `admin_dsn`, dropping one left by an earlier run; its DSN."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return psycopg.conninfo.make_conninfo(admin_dsn, dbname=name)
