@@ -49,6 +49,11 @@ def run_link(flow_run_id: str | None) -> str | None:
     return f"{ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}" if ui_url and flow_run_id else None
 
 
+def deployment_key(flow_name: str, deployment_name: str | None) -> str:
+    """`<flow>/<deployment>`, or `<flow>/local` for a run started by hand: whose alerts they are."""
+    return f"{flow_name}/{deployment_name or 'local'}"
+
+
 def daily_run_for(logical_date: date, deployment_name: str) -> SeenRun | None:
     """The newest flow run of the daily deployment scheduled for `logical_date`, as the Prefect server knows it."""
     scheduled_from = datetime.combine(logical_date + timedelta(days=1), time(), tzinfo=UTC)
@@ -80,8 +85,7 @@ class KnownRun:
 
     @property
     def key(self) -> str:
-        """`<flow>/<deployment>`, or `<flow>/local` for a run started by hand."""
-        return f"{self.flow_name}/{self.deployment_name or 'local'}"
+        return deployment_key(self.flow_name, self.deployment_name)
 
     @property
     def logical_date(self) -> date:

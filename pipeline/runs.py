@@ -9,7 +9,7 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.flow_engine import FlowRunTimeoutError
 
 from blocks import Resources, resolve_resources
-from pipeline import alerts, heartbeat, notify, outbox, warehouse
+from pipeline import alerts, heartbeat, lookups, notify, outbox, warehouse
 from pipeline.errors import StepFailed, first_line
 from pipeline.lookups import KnownRun, run_link
 from pipeline.summary import Kind, RunSummary, WindowSummary
@@ -44,8 +44,8 @@ def notification_data(flow_run, result: object) -> dict:
 
 
 def deployment_key() -> str:
-    """`<flow>/<deployment>`, or `<flow>/local` for a run started by hand."""
-    return f"{runtime.flow_run.flow_name}/{runtime.deployment.name or 'local'}"
+    """The current run's `<flow>/<deployment>` (`<flow>/local` when started by hand)."""
+    return lookups.deployment_key(runtime.flow_run.flow_name, runtime.deployment.name)
 
 
 def run_notifier(kind: Kind) -> Callable[[Flow, FlowRun, State], None]:
