@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Literal, NamedTuple, get_args
 
+from pipeline.locations import Location
 from pipeline.window import Window, chunk, consecutive_runs
 
 if TYPE_CHECKING:  # the CLI reads MODES before anything imports psycopg
@@ -28,6 +29,13 @@ class Chunk:
     def size(self, locations: int) -> int:
         """How many locations the chunk fetches when the file holds `locations`."""
         return locations if self.location_ids is None else len(self.location_ids)
+
+    def fetched(self, locations: tuple[Location, ...]) -> tuple[Location, ...]:
+        """Those of `locations` the chunk fetches."""
+        if self.location_ids is None:
+            return locations
+        wanted = set(self.location_ids)
+        return tuple(location for location in locations if location.location_id in wanted)
 
     def __str__(self) -> str:
         return str(self.days)

@@ -226,12 +226,7 @@ def ingest_chunks(
     while queue or pending:
         while queue and len(pending) < resources.settings.backfill_workers:
             chunk = queue.pop(0)
-            wanted = set(chunk.location_ids or ())
-            fetched = (
-                locations
-                if chunk.location_ids is None
-                else tuple(loc for loc in locations if loc.location_id in wanted)
-            )
+            fetched = chunk.fetched(locations)
             pending.append(ingest_window.submit(resources, fetched, chunk.days, flow_run_id, cache=False, force=force))
         done = next(as_completed(pending))
         pending.remove(done)

@@ -4,6 +4,7 @@ import pytest
 
 from pipeline.backfill import Chunk, gaps, plan_backfill, revisit_window
 from pipeline.ledger import DayStatus
+from pipeline.locations import Location
 from pipeline.progress import progress_line
 from pipeline.quota import chunk_calls
 from pipeline.window import Window, consecutive_runs
@@ -145,6 +146,13 @@ def test_plan_backfill_missing_fetches_only_a_location_added_after_the_days_were
     assert plan.reasons[day(3)] == "locations missing"
     assert plan.requests(locations=3, per_request=2) == 3 + 2
     assert plan.expected_rows(3) == 29 * 24 * 1 + 24 * 3
+
+
+def test_a_chunk_fetches_its_own_locations_in_file_order_or_every_one():
+    locations = tuple(Location(location_id, "", 0.0, 0.0) for location_id in ("a", "b", "c"))
+
+    assert Chunk(JAN, ("c", "a")).fetched(locations) == (locations[0], locations[2])
+    assert Chunk(JAN).fetched(locations) == locations
 
 
 def test_plan_backfill_ignores_a_retired_location_the_days_still_hold():
