@@ -100,11 +100,7 @@ class Bench:
                 process.kill()
 
     def fresh_database(self, name: str) -> str:
-        with psycopg.connect(self.admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-        info = psycopg.conninfo.conninfo_to_dict(self.admin) | {"dbname": name}
-        return psycopg.conninfo.make_conninfo(**info)
+        return warehouse.fresh_database(self.admin, name)
 
     def drop_database(self, name: str) -> None:
         with psycopg.connect(self.admin, autocommit=True) as conn:

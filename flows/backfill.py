@@ -12,15 +12,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from blocks import resolve_resources
 from pipeline import quota
 from pipeline.backfill import Reprocess, plan_backfill
+from pipeline.chunks import load_chunks
 from pipeline.dashboard.refresh import refresh_after_publish
-from pipeline.errors import StepFailed, step
+from pipeline.errors import step
 from pipeline.limits import timed_by
-from pipeline.locations import read_locations
-from pipeline.progress import BackfillProgress
+from pipeline.locations import read_chosen_locations, read_locations
 from pipeline.runs import run_notifier
-from pipeline.spread import ensure_chunk_limit, spread_chunks
-from pipeline.summary import RunSummary, TestCounts, WindowSummary
-from pipeline.tasks import ingest_chunks, ingest_window, prepare_warehouse, read_ledger, transform_window
+from pipeline.summary import RunSummary, WindowSummary
+from pipeline.tasks import ingest_window, prepare_warehouse, read_ledger, transform_window
 from pipeline.transform import ParsedProject
 from pipeline.window import Window, check_not_future
 
@@ -66,74 +65,30 @@ def backfill_weather(
         ledger = read_ledger(warehouse, window)
     active = [location.location_id for location in locations]
     plan = plan_backfill(window, ledger, reprocess, settings.backfill_chunk_days, active)
-    description = plan.describe(len(locations), settings.locations_per_request)
     # Against the public API, load only the chunks that fit in this hour's and today's calls.
-    chunks, admission, limits = plan.chunks, None, quota.limits(settings)
-    if limits is not None:
-        now = datetime.now(UTC)
-        # A chunk that fills in newly added locations fetches only those.
-        subsets = plan.chunk_locations or (None,) * len(plan.chunks)
-        costs = [
-            quota.chunk_calls([chunk], len(locations) if ids is None else len(ids), settings.locations_per_request)[0]
-            for chunk, ids in zip(plan.chunks, subsets, strict=True)
-        ]
-        used = quota.current_usage(warehouse, now)
-        description += "\n" + quota.describe(costs, used, limits, now)
-        admission = quota.admit(costs, used, limits, now)
-        chunks = plan.chunks[: admission.chunks]
+    budget = quota.budget(warehouse, settings, plan.chunks, len(locations), datetime.now(UTC))
+    description = plan.describe(len(locations), settings.locations_per_request, budget.calls)
+    description = "\n".join(filter(None, [description, budget.description]))
     get_run_logger().info(description)
-    planned = {
-        "kind": "backfill",
-        "window": WindowSummary.of(window),
-        "reprocess": reprocess,
-        "plan": description,
-        "days_planned": len(plan.load_days),
-        "api_calls": plan.api_calls(len(locations), settings.locations_per_request),
-    }
+    planned = RunSummary(
+        kind="backfill",
+        window=WindowSummary.of(window),
+        reprocess=reprocess,
+        plan=description,
+        days_planned=len(plan.load_days),
+        api_calls=budget.calls,
+    )
     if dry_run:
-        return RunSummary(**planned, dry_run=True)
+        return planned.model_copy(update={"dry_run": True})
 
     # dbt is imported and the project parsed in the background while the chunks load.
     parsed = ParsedProject(warehouse, settings.dbt_project_dir) if plan.dbt_window else None
     with parsed or nullcontext():
-        with BackfillProgress(sum(len(chunk) for chunk in chunks)) as progress:
-            progress_started = time.perf_counter()
-            failures: list[StepFailed] = []
-            changed = 0
-            # "all" means rewrite: it also repairs days whose rows no longer match their checksum.
-            if spread:
-                get_run_logger().info(ensure_chunk_limit(settings.backfill_workers))
-                outcomes = spread_chunks(
-                    warehouse,
-                    [location.location_id for location in locations],
-                    chunks,
-                    reprocess == "all",
-                    plan.chunk_locations[: len(chunks)],
-                )
-            else:
-                outcomes = ingest_chunks(
-                    resources,
-                    locations,
-                    chunks,
-                    runtime.flow_run.id,
-                    reprocess == "all",
-                    plan.chunk_locations[: len(chunks)],
-                )
-            for outcome in outcomes:
-                if isinstance(outcome, StepFailed):
-                    failures.append(outcome)
-                    continue
-                changed += sum(
-                    1 for day in outcome.loads if day.day in ledger and ledger[day.day].checksum != day.checksum
-                )
-                progress.advance(len(outcome.loads), outcome.rows)
-        if failures:
-            raise StepFailed(
-                failures[0].step,
-                window,
-                RuntimeError(f"{len(failures)} of {len(chunks)} chunks failed, first: {failures[0]}"),
-            )
-        ingest_seconds = time.perf_counter() - progress_started
+        chunks = plan.chunks[: budget.admitted]
+        # "all" means rewrite: it also repairs days whose rows no longer match their checksum.
+        force = reprocess == "all"
+        landed = load_chunks(resources, locations, window, chunks, ledger, runtime.flow_run.id, force, spread)
+        transform_started = time.perf_counter()
         tests = (
             transform_window(
                 warehouse, plan.dbt_window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds, parsed
@@ -141,21 +96,10 @@ def backfill_weather(
             if plan.dbt_window
             else None
         )
-    summary = RunSummary(
-        **planned,
-        seconds={
-            "ingest": round(ingest_seconds, 3),
-            "dbt": round(time.perf_counter() - progress_started - ingest_seconds, 3),
-        },
-        rows_loaded=progress.rows,
-        days_loaded=sum(len(chunk) for chunk in chunks),
-        stopped=quota.stopped_message(admission) if admission and admission.spent else None,
-        checksums_changed=changed,
-        dbt_tests=TestCounts(counts=tests.counts, failures=[]) if tests else None,
-    )
+    summary = landed.summary(planned, tests, time.perf_counter() - transform_started, budget.stopped)
     if tests:  # something was published
         summary = refresh_after_publish(summary)
-    create_table_artifact([summary_row(summary)], key="backfill-summary", description=f"backfill {window}")
+    create_table_artifact([summary.table_row()], key="backfill-summary", description=f"backfill {window}")
     return summary
 
 
@@ -171,24 +115,5 @@ def backfill_chunk(first: date, last: date, location_ids: list[str], force: bool
     window = Window(first, last)
     with step("prepare", window):
         # Every worker reads the same locations file; one that lacks a location says so.
-        by_id = {location.location_id: location for location in read_locations(resources.settings.locations_file)}
-        if unknown := [location_id for location_id in location_ids if location_id not in by_id]:
-            raise ValueError(
-                f"locations {', '.join(unknown)} are not in this worker's locations file"
-                f" {resources.settings.locations_file}"
-            )
-    locations = tuple(by_id[location_id] for location_id in location_ids)
+        locations = read_chosen_locations(resources.settings.locations_file, location_ids)
     return ingest_window(resources, locations, window, runtime.flow_run.id, cache=False, force=force).rows
-
-
-def summary_row(summary: RunSummary) -> dict:
-    """The backfill's outcome as one row of the summary table artifact."""
-    return {
-        "window": str(summary.window),
-        "reprocess": summary.reprocess,
-        "days_planned": summary.days_planned,
-        "rows_loaded": summary.rows_loaded,
-        "checksums_changed": summary.checksums_changed,
-        "api_calls": summary.api_calls,
-        "dbt_tests": summary.dbt_tests.counts if summary.dbt_tests else None,
-    }

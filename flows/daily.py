@@ -48,7 +48,7 @@ def _process(resources: Resources, day: date, window: Window, horizon: date, par
             window = revisit_window(window, read_ledger(warehouse, Window(horizon, window.first - timedelta(days=1))))
         # Past the horizon the archive will not fill a day any more: one alert per such day.
         if stale := list_incomplete_days(warehouse, horizon):
-            get_run_logger().warning("days still incomplete past the revision horizon: %s", stale)
+            get_run_logger().warning("days still incomplete past the revision horizon: %s", ", ".join(map(str, stale)))
             alert_incomplete_days(resources, stale, settings.revision_horizon_days)
     ingested = ingest_window(resources, locations, window, runtime.flow_run.id)
     transform_started = time.perf_counter()
@@ -66,6 +66,6 @@ def _process(resources: Resources, day: date, window: Window, horizon: date, par
             "dbt": round(time.perf_counter() - transform_started, 3),
         },
         dbt_models=built.model_counts,
-        dbt_tests=TestCounts(counts=built.counts, failures=[]),
+        dbt_tests=TestCounts(counts=built.counts),
     )
     return refresh_after_publish(summary)

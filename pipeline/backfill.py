@@ -3,14 +3,42 @@
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal, NamedTuple, get_args
+from typing import TYPE_CHECKING, Literal, NamedTuple, get_args
 
-from pipeline.extract import call_weight
-from pipeline.ledger import DayStatus
+from pipeline.locations import Location
 from pipeline.window import Window, chunk, consecutive_runs
+
+if TYPE_CHECKING:  # the CLI reads MODES before anything imports psycopg
+    from pipeline.ledger import DayStatus
 
 Reprocess = Literal["missing", "failed", "incomplete", "all", "transform"]
 MODES: tuple[Reprocess, ...] = get_args(Reprocess)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A slice of a backfill loaded as one: its days, and the only locations it fetches.
+
+    `location_ids` is None for every location in the file, else the locations added since
+    the chunk's days were loaded.
+    """
+
+    days: Window
+    location_ids: tuple[str, ...] | None = None
+
+    def size(self, locations: int) -> int:
+        """How many locations the chunk fetches when the file holds `locations`."""
+        return locations if self.location_ids is None else len(self.location_ids)
+
+    def fetched(self, locations: tuple[Location, ...]) -> tuple[Location, ...]:
+        """Those of `locations` the chunk fetches."""
+        if self.location_ids is None:
+            return locations
+        wanted = set(self.location_ids)
+        return tuple(location for location in locations if location.location_id in wanted)
+
+    def __str__(self) -> str:
+        return str(self.days)
 
 
 @dataclass(frozen=True)
@@ -20,14 +48,7 @@ class BackfillPlan:
     reasons: Mapping[date, str]
     load_days: tuple[date, ...]
     transform_days: tuple[date, ...]
-    chunks: tuple[Window, ...]
-    # For each chunk, the only locations it fetches (locations added since its days were
-    # loaded), or None for every location in the file.
-    chunk_locations: tuple[tuple[str, ...] | None, ...] = ()
-
-    def _chunk_sizes(self, locations: int) -> list[tuple[Window, int]]:
-        subsets = self.chunk_locations or (None,) * len(self.chunks)
-        return [(c, locations if ids is None else len(ids)) for c, ids in zip(self.chunks, subsets, strict=True)]
+    chunks: tuple[Chunk, ...]
 
     @property
     def dbt_window(self) -> Window | None:
@@ -35,21 +56,13 @@ class BackfillPlan:
         return Window(self.transform_days[0], self.transform_days[-1]) if self.transform_days else None
 
     def requests(self, locations: int, per_request: int) -> int:
-        return sum(-(-count // per_request) for _, count in self._chunk_sizes(locations))
-
-    def api_calls(self, locations: int, per_request: int) -> int:
-        """Calls as the public API counts them (per location, per started 14 days)."""
-        calls = 0
-        for c, count in self._chunk_sizes(locations):
-            batches = [per_request] * (count // per_request) + ([count % per_request] if count % per_request else [])
-            calls += sum(call_weight(size, len(c)) for size in batches)
-        return calls
+        return sum(-(-c.size(locations) // per_request) for c in self.chunks)
 
     def expected_rows(self, locations: int) -> int:
-        return sum(len(c) * 24 * count for c, count in self._chunk_sizes(locations))
+        return sum(len(c.days) * 24 * c.size(locations) for c in self.chunks)
 
-    def describe(self, locations: int, per_request: int) -> str:
-        """A human summary: what would happen and why."""
+    def describe(self, locations: int, per_request: int, api_calls: int) -> str:
+        """A human summary: what would happen and why (`api_calls`: the chunks' cost, `quota.chunk_calls`)."""
         counts: dict[str, int] = {}
         for reason in self.reasons.values():
             counts[reason] = counts.get(reason, 0) + 1
@@ -57,7 +70,7 @@ class BackfillPlan:
         return (
             f"backfill {self.window} (reprocess={self.reprocess}): {len(self.load_days)} of {len(self.window)} days "
             f"to load in {len(self.chunks)} chunks ({why}); {self.requests(locations, per_request)} requests, "
-            f"{self.api_calls(locations, per_request)} API calls as counted by the public API, "
+            f"{api_calls} API calls as counted by the public API, "
             f"{self.expected_rows(locations):,} rows expected; "
             f"dbt over {self.dbt_window or 'nothing'}"
         )
@@ -65,7 +78,7 @@ class BackfillPlan:
 
 def plan_backfill(
     window: Window,
-    ledger: Mapping[date, DayStatus],
+    ledger: Mapping[date, "DayStatus"],
     reprocess: Reprocess,
     chunk_days: int,
     active: Iterable[str] = (),
@@ -106,22 +119,23 @@ def plan_backfill(
     load_days = tuple(sorted(reasons))
     for day in transform_only:
         reasons[day] = "reprocess transform" if reprocess == "transform" else "loaded, not yet transformed"
-    chunks = []
     # Consecutive days that fetch the same locations: one request covers each run.
-    for run in consecutive_runs(load_days, key=subsets.get):
-        chunks += [(c, subsets.get(run.first)) for c in chunk(run, chunk_days)]
+    chunks = tuple(
+        Chunk(days, subsets.get(run.first))
+        for run in consecutive_runs(load_days, key=subsets.get)
+        for days in chunk(run, chunk_days)
+    )
     return BackfillPlan(
         window=window,
         reprocess=reprocess,
         reasons=reasons,
         load_days=load_days,
         transform_days=tuple(sorted(reasons)),
-        chunks=tuple(c for c, _ in chunks),
-        chunk_locations=tuple(ids for _, ids in chunks),
+        chunks=chunks,
     )
 
 
-def revisit_window(window: Window, ledger: Mapping[date, DayStatus]) -> Window:
+def revisit_window(window: Window, ledger: Mapping[date, "DayStatus"]) -> Window:
     """`window` reaching back to the earliest incomplete day of `ledger` (the days inside the revision horizon).
 
     One request covers up to 14 days for the price of one call, and the load skips the
@@ -140,7 +154,7 @@ class Gaps(NamedTuple):
     incomplete: list[date]
 
 
-def gaps(expected: Window, ledger: Mapping[date, DayStatus], active: Iterable[str] = ()) -> Gaps:
+def gaps(expected: Window, ledger: Mapping[date, "DayStatus"], active: Iterable[str] = ()) -> Gaps:
     """Days of `expected` with no successful load or without some `active` location, days whose
     last attempt failed, and days with missing values."""
     active = frozenset(active)

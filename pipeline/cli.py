@@ -12,7 +12,7 @@ import typer
 # Typer's own copy of Click: its usage errors are shown here, in argparse's form, not Typer's.
 from typer._click import exceptions as click_exceptions
 
-from pipeline import stack_cli
+from pipeline import backfill, stack_cli
 from pipeline.dashboard import cli as dashboard_cli
 from pipeline.window import check_not_future, parse_day
 
@@ -27,9 +27,7 @@ if TYPE_CHECKING:
 # A fresh PREFECT_HOME takes ~24 s to migrate its first temporary server, past Prefect's 20 s default.
 EPHEMERAL_STARTUP_SECONDS = 180
 
-# pipeline.backfill.MODES, spelled out so that `--help` does not import numpy (through
-# pipeline.extract); a unit test keeps the two equal.
-REPROCESS_MODES = ("missing", "failed", "incomplete", "all", "transform")
+REPROCESS_MODES = backfill.MODES
 
 app = typer.Typer(
     name="pipeline",

@@ -1,6 +1,5 @@
 """Fetch hourly observations from an Open-Meteo-compatible archive API."""
 
-import math
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -55,11 +54,6 @@ def batch_locations(locations: tuple[Location, ...], per_request: int) -> list[t
     if per_request < 1:
         raise ValueError(f"locations_per_request must be >= 1, got {per_request}")
     return [locations[i : i + per_request] for i in range(0, len(locations), per_request)]
-
-
-def call_weight(n_locations: int, n_days: int, n_variables: int = len(VARIABLES)) -> int:
-    """How many calls the public API counts for one request (per location, per 14 days, per 10 variables)."""
-    return n_locations * math.ceil(max(1.0, n_days / 14) * max(1.0, n_variables / 10))
 
 
 def request_params(locations: tuple[Location, ...], window: Window) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """The locations file: which points the pipeline observes."""
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,14 @@ def read_locations(path: Path) -> tuple[Location, ...]:
     except (OSError, UnicodeDecodeError) as exc:
         raise LocationsFileError(f"locations file {path}: cannot be read ({exc})") from None
     return parse_locations(text, str(path))
+
+
+def read_chosen_locations(path: Path, location_ids: Sequence[str]) -> tuple[Location, ...]:
+    """The locations `location_ids` name, in that order, from the file at `path`; one the file lacks is an error."""
+    by_id = {location.location_id: location for location in read_locations(path)}
+    if unknown := [location_id for location_id in location_ids if location_id not in by_id]:
+        raise ValueError(f"locations {', '.join(unknown)} are not in this worker's locations file {path}")
+    return tuple(by_id[location_id] for location_id in location_ids)
 
 
 def parse_locations(text: str, source: str = "locations file") -> tuple[Location, ...]:

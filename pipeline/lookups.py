@@ -1,6 +1,8 @@
 """What the Prefect server knows about runs: the current run's logical date, links, a day's daily run."""
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from uuid import UUID
 
 from prefect import get_client, runtime
 from prefect.client.schemas.filters import (
@@ -8,6 +10,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterDeploymentId,
     FlowRunFilterExpectedStartTime,
 )
+from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_UI_URL
 from pydantic import BaseModel, ConfigDict
@@ -46,6 +49,11 @@ def run_link(flow_run_id: str | None) -> str | None:
     return f"{ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}" if ui_url and flow_run_id else None
 
 
+def deployment_key(flow_name: str, deployment_name: str | None) -> str:
+    """`<flow>/<deployment>`, or `<flow>/local` for a run started by hand: whose alerts they are."""
+    return f"{flow_name}/{deployment_name or 'local'}"
+
+
 def daily_run_for(logical_date: date, deployment_name: str) -> SeenRun | None:
     """The newest flow run of the daily deployment scheduled for `logical_date`, as the Prefect server knows it."""
     scheduled_from = datetime.combine(logical_date + timedelta(days=1), time(), tzinfo=UTC)
@@ -65,3 +73,32 @@ def daily_run_for(logical_date: date, deployment_name: str) -> SeenRun | None:
         return None
     run = runs[0]
     return SeenRun(id=str(run.id), name=run.name, state=run.state_name, url=run_link(str(run.id)))
+
+
+@dataclass(frozen=True)
+class KnownRun:
+    """A flow run with the names of its flow and deployment, as the Prefect server knows them."""
+
+    run: FlowRun
+    flow_name: str
+    deployment_name: str | None
+
+    @property
+    def key(self) -> str:
+        return deployment_key(self.flow_name, self.deployment_name)
+
+    @property
+    def logical_date(self) -> date:
+        """The run's `logical_date` parameter, else the UTC day before it was expected to start (as scheduled
+        runs do)."""
+        if self.run.parameters.get("logical_date"):
+            return date.fromisoformat(str(self.run.parameters["logical_date"]))
+        return logical_date_for(datetime.fromisoformat(self.run.expected_start_time.isoformat()))
+
+
+def read_run(flow_run_id: str) -> KnownRun:
+    """The flow run `flow_run_id`, its flow's name and its deployment's."""
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(flow_run_id))
+        deployment = client.read_deployment(run.deployment_id) if run.deployment_id else None
+        return KnownRun(run, client.read_flow(run.flow_id).name, deployment.name if deployment else None)

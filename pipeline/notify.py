@@ -6,11 +6,12 @@ import hmac
 import logging
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import NamedTuple
 
 import httpx
 import orjson
+from pydantic import BaseModel, ConfigDict
 
 RUN_SUCCEEDED = "pipeline.run.succeeded"
 RUN_FAILED = "pipeline.run.failed"
@@ -21,6 +22,39 @@ DAY_INCOMPLETE = "pipeline.day.incomplete"
 EVENT_TYPES = (RUN_SUCCEEDED, RUN_FAILED, RUN_LATE, BACKFILL_COMPLETED, DAY_INCOMPLETE)
 
 logger = logging.getLogger("pipeline.notify")
+
+
+class _Part(BaseModel):
+    # Read back from an event: fields this code does not show are ignored, not refused.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class EventWindow(_Part):
+    first_day: date
+    last_day: date
+
+
+class EventRun(_Part):
+    name: str | None = None
+    url: str | None = None
+
+
+class EventData(_Part):
+    """The fields of an event's `data` that a person reads in its message; each kind of event sets some."""
+
+    window: EventWindow | None = None
+    logical_date: date | None = None
+    failed_step: str | None = None
+    error: str | None = None
+    rows_loaded: int | None = None
+    flow_run: EventRun | None = None
+
+    @property
+    def days(self) -> str:
+        """The window's days ("2024-03-04..2024-03-09"), else the logical date, else nothing."""
+        if self.window is not None:
+            return f"{self.window.first_day}..{self.window.last_day}"
+        return self.logical_date.isoformat() if self.logical_date else ""
 
 
 def build_event(event_type: str, data: dict, now: datetime) -> dict:
@@ -118,9 +152,7 @@ def deliver(
 
 def slack_message(event: dict) -> dict:
     """The same event as a Slack incoming-webhook message."""
-    data = event["data"]
-    window = data.get("window") or {}
-    days = f"{window.get('first_day')}..{window.get('last_day')}" if window else data.get("logical_date", "")
+    data = EventData.model_validate(event["data"])
     title = {
         RUN_SUCCEEDED: ":white_check_mark: weather pipeline succeeded",
         RUN_FAILED: ":x: weather pipeline failed",
@@ -128,12 +160,12 @@ def slack_message(event: dict) -> dict:
         BACKFILL_COMPLETED: ":white_check_mark: weather backfill completed",
         DAY_INCOMPLETE: ":warning: weather day still incomplete past the revision horizon",
     }[event["type"]]
-    lines = [f"*{title}* {days}".strip()]
-    if data.get("failed_step"):
-        lines.append(f"step `{data['failed_step']}`: {data.get('error', '')}")
-    if data.get("rows_loaded") is not None:
-        lines.append(f"{data['rows_loaded']:,} rows loaded")
-    if (data.get("flow_run") or {}).get("url"):
-        lines.append(f"<{data['flow_run']['url']}|flow run {data['flow_run'].get('name', '')}>")
+    lines = [f"*{title}* {data.days}".strip()]
+    if data.failed_step:
+        lines.append(f"step `{data.failed_step}`: {data.error or ''}")
+    if data.rows_loaded is not None:
+        lines.append(f"{data.rows_loaded:,} rows loaded")
+    if data.flow_run is not None and data.flow_run.url:
+        lines.append(f"<{data.flow_run.url}|flow run {data.flow_run.name or ''}>")
     text = "\n".join(lines)
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}

@@ -5,6 +5,7 @@ The minute is kept by the Prefect rate limit (slot decay); the hour and the day 
 the daily runs. Both are counted per UTC hour and UTC day.
 """
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,10 +13,10 @@ from typing import Protocol
 
 import psycopg
 
-from pipeline.extract import call_weight
+from pipeline.backfill import Chunk
+from pipeline.extract import VARIABLES
 from pipeline.settings import Settings
 from pipeline.warehouse import query, table_exists
-from pipeline.window import Window
 
 
 class Warehouse(Protocol):
@@ -61,10 +62,51 @@ def limits(settings: Settings) -> Limits | None:
     )
 
 
-def chunk_calls(chunks: Sequence[Window], locations: int, per_request: int) -> list[int]:
-    """Calls each chunk costs: one request per batch of locations, weighted as the API counts it."""
-    sizes = [per_request] * (locations // per_request) + ([locations % per_request] if locations % per_request else [])
-    return [sum(call_weight(size, len(chunk)) for size in sizes) for chunk in chunks]
+@dataclass(frozen=True)
+class Budget:
+    """What a backfill's chunks cost, and how many of them (the leading ones) fit in the API's budgets now."""
+
+    costs: tuple[int, ...]
+    admitted: int
+    # The budgets against the plan, for the run's log; None without limits (a local API).
+    description: str | None = None
+    # Why the chunks past `admitted` wait, and until when.
+    stopped: str | None = None
+
+    @property
+    def calls(self) -> int:
+        return sum(self.costs)
+
+
+def call_weight(n_locations: int, n_days: int, n_variables: int = len(VARIABLES)) -> int:
+    """How many calls the public API counts for one request (per location, per 14 days, per 10 variables)."""
+    return n_locations * math.ceil(max(1.0, n_days / 14) * max(1.0, n_variables / 10))
+
+
+def chunk_calls(chunks: Sequence[Chunk], locations: int, per_request: int) -> list[int]:
+    """Calls each chunk costs: one request per batch of the locations it fetches, weighted as the API counts it."""
+    costs = []
+    for chunk in chunks:
+        fetched = chunk.size(locations)
+        sizes = [per_request] * (fetched // per_request) + ([fetched % per_request] if fetched % per_request else [])
+        costs.append(sum(call_weight(size, len(chunk.days)) for size in sizes))
+    return costs
+
+
+def budget(warehouse: Warehouse, settings: Settings, chunks: Sequence[Chunk], locations: int, now: datetime) -> Budget:
+    """The chunks' cost, and against the public API the leading chunks that fit in this hour's and today's calls."""
+    costs = tuple(chunk_calls(chunks, locations, settings.locations_per_request))
+    api = limits(settings)
+    if api is None:
+        return Budget(costs, len(costs))
+    used = current_usage(warehouse, now)
+    admission = admit(costs, used, api, now)
+    return Budget(
+        costs,
+        admission.chunks,
+        describe(costs, used, api, now),
+        stopped_message(admission) if admission.spent else None,
+    )
 
 
 def hour_start(now: datetime) -> datetime:

@@ -9,9 +9,9 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.flow_engine import FlowRunTimeoutError
 
 from blocks import Resources, resolve_resources
-from pipeline import alerts, heartbeat, notify, outbox
+from pipeline import alerts, heartbeat, lookups, notify, outbox, warehouse
 from pipeline.errors import StepFailed, first_line
-from pipeline.lookups import run_link
+from pipeline.lookups import KnownRun, run_link
 from pipeline.summary import Kind, RunSummary, WindowSummary
 
 logger = logging.getLogger("pipeline.runs")
@@ -44,8 +44,8 @@ def notification_data(flow_run, result: object) -> dict:
 
 
 def deployment_key() -> str:
-    """`<flow>/<deployment>`, or `<flow>/local` for a run started by hand."""
-    return f"{runtime.flow_run.flow_name}/{runtime.deployment.name or 'local'}"
+    """The current run's `<flow>/<deployment>` (`<flow>/local` when started by hand)."""
+    return lookups.deployment_key(runtime.flow_run.flow_name, runtime.deployment.name)
 
 
 def run_notifier(kind: Kind) -> Callable[[Flow, FlowRun, State], None]:
@@ -121,6 +121,29 @@ def alert_incomplete_days(resources: Resources, days: list[date], horizon_days: 
     ]
     with resources.warehouse.connect(autocommit=True) as conn:
         return [alert.logical_date for alert in alerts.send(conn, resources, incomplete)]
+
+
+def ended_run_alert(ended: KnownRun, kind: str) -> alerts.Alert:
+    """The `pipeline.run.failed` of a run that ended as `kind` without reaching its own state hook (a crash)."""
+    run = ended.run
+    flow_run_id = str(run.id)
+    data = {
+        "deployment": ended.deployment_name,
+        "flow": ended.flow_name,
+        "flow_run": {"id": flow_run_id, "name": run.name, "state": run.state_name, "url": run_link(flow_run_id)},
+        "logical_date": ended.logical_date.isoformat(),
+        "failed_step": kind,
+        "error": run.state.message if run.state else None,
+    }
+    return alerts.Alert(notify.RUN_FAILED, data, ended.key, ended.logical_date, kind, flow_run_id)
+
+
+def send_alert(resources: Resources, alert: alerts.Alert) -> bool:
+    """Send `alert` unless it was sent before, from a run that may precede the warehouse's first migration."""
+    with resources.warehouse.connect(autocommit=True) as conn:
+        # Without ops.alerts every claim succeeds: a crash before the first load must dedupe too.
+        warehouse.migrate(conn)
+        return bool(alerts.send(conn, resources, [alert]))
 
 
 def publish(resources: Resources, event_type: str, data: dict, key: str) -> bool:

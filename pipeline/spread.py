@@ -13,6 +13,7 @@ from prefect.futures import as_completed
 
 from blocks import Warehouse
 from pipeline import ledger
+from pipeline.backfill import Chunk
 from pipeline.concurrency import ensure_limit_exists
 from pipeline.errors import StepFailed
 from pipeline.load import DayLoad
@@ -104,17 +105,12 @@ def run_backfill_chunk(warehouse: Warehouse, chunk: Window, location_ids: tuple[
 
 
 def spread_chunks(
-    warehouse: Warehouse,
-    location_ids: Sequence[str],
-    chunks: Sequence[Window],
-    force: bool = False,
-    chunk_locations: Sequence[tuple[str, ...] | None] = (),
+    warehouse: Warehouse, location_ids: Sequence[str], chunks: Sequence[Chunk], force: bool = False
 ) -> Iterator[Ingested | StepFailed]:
     """Run every chunk as a flow run of its own; yields each as it lands, a failed one as StepFailed."""
-    subsets = chunk_locations or [None] * len(chunks)
     futures = {
-        run_backfill_chunk.submit(warehouse, chunk, tuple(ids or location_ids), force): chunk
-        for chunk, ids in zip(chunks, subsets, strict=True)
+        run_backfill_chunk.submit(warehouse, chunk.days, chunk.location_ids or tuple(location_ids), force): chunk.days
+        for chunk in chunks
     }
     for future in as_completed(list(futures)):
         try:

@@ -33,12 +33,11 @@ class WindowSummary(BaseModel):
 
 
 class TestCounts(BaseModel):
-    """dbt's data tests by status (`pass`, `fail`, …); failures are named only when a run failed."""
+    """dbt's data tests by status (`pass`, `fail`, …)."""
 
     model_config = ConfigDict(frozen=True)
 
     counts: dict[str, int]
-    failures: list[dict] = []
 
     def __str__(self) -> str:
         """ "44 pass" or "42 pass, 1 warn, 1 error", as a person reads it."""
@@ -73,6 +72,18 @@ class RunSummary(BaseModel):
     def timings(self) -> str:
         """Where the time went: "extract 0.118 s, load 0.204 s, dbt 3.120 s"."""
         return ", ".join(f"{step} {seconds:.3f} s" for step, seconds in self.seconds.items())
+
+    def table_row(self) -> dict:
+        """The run's outcome as one row of a summary table artifact, each cell as a person reads it."""
+        return {
+            "window": str(self.window),
+            "reprocess": self.reprocess,
+            "days_planned": self.days_planned,
+            "rows_loaded": self.rows_loaded,
+            "checksums_changed": self.checksums_changed,
+            "api_calls": self.api_calls,
+            "dbt_tests": str(self.dbt_tests) if self.dbt_tests else None,
+        }
 
     def data(self) -> dict:
         """The summary as a notification's `data` carries it (JSON types, only the fields this run set)."""

@@ -16,6 +16,7 @@ from prefect.tasks import exponential_backoff
 
 from blocks import Resources, SourceApi, Warehouse
 from pipeline import assets, extract, ledger, load, quota, transform
+from pipeline.backfill import Chunk
 from pipeline.concurrency import RATE_LIMIT_DECAY_PER_SECOND, RATE_LIMIT_SLOTS, ensure_limit_exists
 from pipeline.errors import StepFailed, step
 from pipeline.locations import Location, read_locations
@@ -75,7 +76,7 @@ def fetch_observations(
     """
     rate_limit_name = source.rate_limit
     if rate_limit_name:  # the public API: every attempt, a retry too, is a call it counts
-        weight = extract.call_weight(len(locations), len(window))
+        weight = quota.call_weight(len(locations), len(window))
         try:
             # strict: a limit missing here (ingest_window creates it) must not mean unpaced calls.
             rate_limit(rate_limit_name, occupy=weight, timeout_seconds=rate_limit_timeout, strict=True)
@@ -215,24 +216,21 @@ def ingest_window(
 def ingest_chunks(
     resources: Resources,
     locations: tuple[Location, ...],
-    chunks: Sequence[Window],
+    chunks: Sequence[Chunk],
     flow_run_id: str | None,
     force: bool = False,
-    chunk_locations: Sequence[tuple[str, ...] | None] = (),
 ) -> Iterator[Ingested | StepFailed]:
     """Ingest chunks with at most `backfill_workers` in flight; yields each as it finishes.
 
-    `chunk_locations` narrows a chunk to some locations (None: all of `locations`). A
-    failed chunk is yielded, not raised, so one bad week does not waste the others.
+    A failed chunk is yielded, not raised, so one bad week does not waste the others.
     """
     pending = []
-    queue = list(zip(chunks, chunk_locations or [None] * len(chunks), strict=True))
+    queue = list(chunks)
     while queue or pending:
         while queue and len(pending) < resources.settings.backfill_workers:
-            chunk, ids = queue.pop(0)
-            wanted = set(ids or ())
-            fetched = locations if ids is None else tuple(loc for loc in locations if loc.location_id in wanted)
-            pending.append(ingest_window.submit(resources, fetched, chunk, flow_run_id, cache=False, force=force))
+            chunk = queue.pop(0)
+            fetched = chunk.fetched(locations)
+            pending.append(ingest_window.submit(resources, fetched, chunk.days, flow_run_id, cache=False, force=force))
         done = next(as_completed(pending))
         pending.remove(done)
         try:
@@ -249,7 +247,7 @@ def list_incomplete_days(warehouse: Warehouse, before: date) -> list[date]:
 
 
 @task(name="read-ledger", cache_policy=NO_CACHE)
-def read_ledger(warehouse: Warehouse, window: Window) -> dict:
+def read_ledger(warehouse: Warehouse, window: Window) -> dict[date, ledger.DayStatus]:
     """The ledger's view of each day of `window` that has an entry."""
     with warehouse.connect() as conn:
         return ledger.status(conn, window)

@@ -48,7 +48,6 @@ class NodeFailure:
 class DbtOutcome:
     """Test counts by status (`pass`, `warn`, `fail`, `error`, `skipped`), model counts, the failed nodes."""
 
-    command: str
     counts: dict[str, int] = field(default_factory=dict)
     failures: tuple[NodeFailure, ...] = ()
     model_counts: dict[str, int] = field(default_factory=dict)
@@ -228,7 +227,6 @@ def build(
     """
     from dbt.cli.main import dbtRunner
 
-    command = "build"
     manifest = parsed.manifest() if parsed is not None else None
     if manifest is None:
         manifest = parse(warehouse, project_dir)
@@ -239,7 +237,7 @@ def build(
             [*dbt_args(), *_project_args(project_dir, profiles)], log_level="none", use_colors=False
         )
     if result.exception is not None:
-        raise DbtCommandFailed(f"dbt {command} could not run: {first_line(result.exception)}")
+        raise DbtCommandFailed(f"dbt build could not run: {first_line(result.exception)}")
     results = getattr(result.result, "results", None) or []
     if emit_assets and manifest is not None:
         from pipeline import assets
@@ -248,7 +246,7 @@ def build(
         sent = assets.emit(assets.dbt_materializations(manifest, results))
         if log is not None:
             log.info("dbt: %d asset events sent in %.1f ms", sent, (time.perf_counter() - started) * 1000)
-    return _outcome(warehouse, command, results, result.success)
+    return _outcome(warehouse, results, result.success)
 
 
 def build_with_prefect_dbt(warehouse: "Warehouse", project_dir: Path, prefect_log_level: str) -> DbtOutcome:
@@ -258,7 +256,6 @@ def build_with_prefect_dbt(warehouse: "Warehouse", project_dir: Path, prefect_lo
     """
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
-    command = "build"
     with profiles_dir(warehouse) as profiles, _environment(dbt_environment(warehouse)):
         settings = PrefectDbtSettings(
             project_dir=project_dir, profiles_dir=profiles, log_level=dbt_event_level(prefect_log_level)
@@ -267,10 +264,10 @@ def build_with_prefect_dbt(warehouse: "Warehouse", project_dir: Path, prefect_lo
         try:
             result = PrefectDbtRunner(settings=settings, raise_on_failure=False).invoke(dbt_args())
         except ValueError as exc:  # dbt could not run at all
-            raise DbtCommandFailed(f"dbt {command} could not run: {first_line(exc)}") from None
+            raise DbtCommandFailed(f"dbt build could not run: {first_line(exc)}") from None
         finally:
             _join_node_tasks(running, NODE_TASKS_JOIN_SECONDS)
-    return _outcome(warehouse, command, getattr(result.result, "results", None) or [], result.success)
+    return _outcome(warehouse, getattr(result.result, "results", None) or [], result.success)
 
 
 # PrefectDbtRunner ends each node's task run in a daemon thread it never joins: a `pipeline run`
@@ -285,8 +282,8 @@ def _join_node_tasks(running: set[threading.Thread], timeout: float) -> None:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def _outcome(warehouse: "Warehouse", command: str, results: list, success: bool) -> DbtOutcome:
-    outcome = summarise(command, results)
+def _outcome(warehouse: "Warehouse", results: list, success: bool) -> DbtOutcome:
+    outcome = summarise(results)
     if not success:
         if outcome.failures:
             with warehouse.connect(autocommit=True) as conn:
@@ -294,7 +291,7 @@ def _outcome(warehouse: "Warehouse", command: str, results: list, success: bool)
                     outcome, failures=tuple(with_days(conn, failure) for failure in outcome.failures)
                 )
             raise DbtCommandFailed(describe_failures(outcome), outcome)
-        raise DbtCommandFailed(f"dbt {command} failed: no failing node reported", outcome)
+        raise DbtCommandFailed("dbt build failed: no failing node reported", outcome)
     return outcome
 
 
@@ -319,7 +316,7 @@ def _forward_to(log: logging.Logger | logging.LoggerAdapter, warehouse: "Warehou
     return forward
 
 
-def summarise(command: str, results: list) -> DbtOutcome:
+def summarise(results: list) -> DbtOutcome:
     """Count test and model results by status and collect the failing nodes."""
     counts: dict[str, int] = {}
     model_counts: dict[str, int] = {}
@@ -340,7 +337,7 @@ def summarise(command: str, results: list) -> DbtOutcome:
                     relation=(node.schema, node.alias) if is_test and status == "fail" else None,
                 )
             )
-    return DbtOutcome(command, counts, tuple(failures), model_counts)
+    return DbtOutcome(counts, tuple(failures), model_counts)
 
 
 def with_days(conn: psycopg.Connection, failure: NodeFailure) -> NodeFailure:
@@ -366,7 +363,7 @@ def failing_days(outcome: DbtOutcome | None) -> list[date]:
 
 def describe_failures(outcome: DbtOutcome) -> str:
     """One line naming each failing node and its days, e.g. `dbt build: 1 failed: x_range (3 rows on 2024-03-09)`."""
-    return f"dbt {outcome.command}: {len(outcome.failures)} failed: " + ", ".join(map(_describe, outcome.failures))
+    return f"dbt build: {len(outcome.failures)} failed: " + ", ".join(map(_describe, outcome.failures))
 
 
 def _describe(failure: NodeFailure) -> str:

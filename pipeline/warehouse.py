@@ -183,3 +183,11 @@ def day_checksums(conn: psycopg.Connection, table: str) -> dict:
     statement = hourly_query("raw_day_checksums") if table == "raw" else query(f"{table}_day_checksums")
     rows = conn.execute(statement).fetchall()
     return {day: (row_count, distinct_keys, checksum) for day, row_count, distinct_keys, checksum in rows}
+
+
+def fresh_database(admin_dsn: str, name: str) -> str:
+    """A new, empty database `name` on the server at `admin_dsn`, dropping one left by an earlier run; its DSN."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return psycopg.conninfo.make_conninfo(admin_dsn, dbname=name)

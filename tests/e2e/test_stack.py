@@ -34,7 +34,7 @@ def test_pipeline_up_then_down_stops_exactly_its_processes_and_the_next_up_keeps
     env = {name: value for name, value in os.environ.items() if not name.startswith(("PIPELINE_", "PREFECT_"))}
     env |= {"PIPELINE_DATA_DIR": str(tmp_path), **OFFLINE_ENV}
     # `&` in a non-interactive shell starts the command with SIGINT ignored, which every child
-    # inherits: the case in which a Prefect worker used to shrug off SIGTERM.
+    # inherits: a Prefect worker started that way must still stop on `pipeline down`.
     up = subprocess.run(
         ["bash", "-c", f'"{PIPELINE}" up --port {port} --local-source --no-dashboard & wait $!'],
         env=env,

@@ -2,9 +2,11 @@ from datetime import date, timedelta
 
 import pytest
 
-from pipeline.backfill import gaps, plan_backfill, revisit_window
+from pipeline.backfill import Chunk, gaps, plan_backfill, revisit_window
 from pipeline.ledger import DayStatus
+from pipeline.locations import Location
 from pipeline.progress import progress_line
+from pipeline.quota import chunk_calls
 from pipeline.window import Window, consecutive_runs
 
 JAN = Window(date(2024, 1, 1), date(2024, 1, 31))
@@ -32,7 +34,7 @@ def test_plan_backfill_missing_loads_only_days_never_loaded():
     plan = plan_backfill(JAN, ledger, "missing", chunk_days=14)
 
     assert plan.load_days == (day(3), day(4), day(5))
-    assert plan.chunks == (Window(day(3), day(5)),)
+    assert plan.chunks == (Chunk(Window(day(3), day(5))),)
     assert plan.reasons[day(4)] == "never loaded"
     assert plan.dbt_window == Window(day(3), day(5))
 
@@ -42,14 +44,18 @@ def test_plan_backfill_failed_adds_days_whose_last_attempt_failed():
 
     assert plan.load_days == (day(3), day(10))
     assert plan.reasons[day(10)] == "last attempt failed"
-    assert plan.chunks == (Window(day(3), day(3)), Window(day(10), day(10)))
+    assert plan.chunks == (Chunk(Window(day(3), day(3))), Chunk(Window(day(10), day(10))))
 
 
 def test_plan_backfill_all_reloads_everything_in_chunks():
     plan = plan_backfill(JAN, ledger_with(), "all", chunk_days=14)
 
     assert plan.load_days == tuple(JAN.days)
-    assert plan.chunks == (Window(day(1), day(14)), Window(day(15), day(28)), Window(day(29), day(31)))
+    assert [chunk.days for chunk in plan.chunks] == [
+        Window(day(1), day(14)),
+        Window(day(15), day(28)),
+        Window(day(29), day(31)),
+    ]
 
 
 def test_plan_backfill_of_a_finished_range_does_nothing():
@@ -57,7 +63,7 @@ def test_plan_backfill_of_a_finished_range_does_nothing():
 
     assert plan.load_days == plan.transform_days == plan.chunks == ()
     assert plan.dbt_window is None
-    assert plan.requests(1000, 100) == plan.api_calls(1000, 100) == plan.expected_rows(1000) == 0
+    assert plan.requests(1000, 100) == sum(chunk_calls(plan.chunks, 1000, 100)) == plan.expected_rows(1000) == 0
 
 
 def test_plan_backfill_sends_loaded_but_untransformed_days_to_dbt_without_downloading_them():
@@ -74,10 +80,12 @@ def test_plan_backfill_counts_requests_calls_and_rows():
 
     assert len(plan.chunks) == 27  # 26 fortnights and one day
     assert plan.requests(locations=1000, per_request=100) == 270
-    assert plan.api_calls(locations=1000, per_request=100) == 27 * 1000
-    assert plan.api_calls(locations=150, per_request=100) == 27 * 150
+    assert sum(chunk_calls(plan.chunks, locations=1000, per_request=100)) == 27 * 1000
+    assert sum(chunk_calls(plan.chunks, locations=150, per_request=100)) == 27 * 150
     assert plan.expected_rows(1000) == 365 * 24 * 1000
-    assert "365 of 365 days to load in 27 chunks (365 never loaded)" in plan.describe(1000, 100)
+    assert "365 of 365 days to load in 27 chunks (365 never loaded); 270 requests, 27000 API calls" in plan.describe(
+        1000, 100, 27_000
+    )
 
 
 def test_plan_backfill_rejects_an_unknown_mode():
@@ -130,15 +138,21 @@ def test_plan_backfill_missing_fetches_only_a_location_added_after_the_days_were
 
     assert plan.load_days == tuple(JAN.days[:29]) + (day(31),)
     assert plan.chunks == (
-        Window(day(1), day(14)),
-        Window(day(15), day(28)),
-        Window(day(29), day(29)),
-        Window(day(31), day(31)),
+        Chunk(Window(day(1), day(14)), ("c",)),
+        Chunk(Window(day(15), day(28)), ("c",)),
+        Chunk(Window(day(29), day(29)), ("c",)),
+        Chunk(Window(day(31), day(31))),
     )
-    assert plan.chunk_locations == (("c",), ("c",), ("c",), None)
     assert plan.reasons[day(3)] == "locations missing"
     assert plan.requests(locations=3, per_request=2) == 3 + 2
     assert plan.expected_rows(3) == 29 * 24 * 1 + 24 * 3
+
+
+def test_a_chunk_fetches_its_own_locations_in_file_order_or_every_one():
+    locations = tuple(Location(location_id, "", 0.0, 0.0) for location_id in ("a", "b", "c"))
+
+    assert Chunk(JAN, ("c", "a")).fetched(locations) == (locations[0], locations[2])
+    assert Chunk(JAN).fetched(locations) == locations
 
 
 def test_plan_backfill_ignores_a_retired_location_the_days_still_hold():
@@ -164,7 +178,7 @@ def test_plan_backfill_transform_rebuilds_every_day_without_downloading():
     assert plan.load_days == plan.chunks == ()
     assert plan.transform_days == tuple(JAN.days)
     assert plan.dbt_window == JAN
-    assert plan.api_calls(1000, 100) == 0
+    assert chunk_calls(plan.chunks, 1000, 100) == []
 
 
 def test_progress_line_reports_rate_and_eta():
@@ -177,9 +191,9 @@ def test_progress_line_reports_rate_and_eta():
 def test_chunks_cover_every_planned_day_once():
     ledger = {d: DONE for d in JAN.days if d.day % 3}
     plan = plan_backfill(JAN, ledger, "missing", chunk_days=2)
-    covered = [d for c in plan.chunks for d in c.days]
+    covered = [d for c in plan.chunks for d in c.days.days]
     assert covered == list(plan.load_days) == [d for d in JAN.days if d.day % 3 == 0]
-    assert all(c.last - c.first <= timedelta(days=1) for c in plan.chunks)
+    assert all(c.days.last - c.days.first <= timedelta(days=1) for c in plan.chunks)
 
 
 def test_revisit_window_reaches_back_to_the_earliest_incomplete_day_inside_the_horizon():

@@ -12,7 +12,7 @@ from blocks import (
     connector_from_url,
     resolve_resources,
 )
-from blocks.documents import describe_origins, overrides
+from blocks.documents import describe_origins, origins
 from pipeline import notify
 from pipeline.settings import Settings
 from pipeline.warehouse import WarehouseError
@@ -174,29 +174,26 @@ def test_notification_webhook_signing_key_is_optional():
     assert NotificationWebhook(url=HOOK).signing_key is None
 
 
-def test_overrides_take_each_setting_from_its_document():
-    updates, origins = overrides(
+def test_origins_name_the_document_of_each_setting_it_provides():
+    given = origins(
         connector_from_url(DSN),
         SourceApi(base_url="http://127.0.0.1:8080", timeout_seconds=5, rate_limit=""),
         NotificationWebhook(url=HOOK, signing_key=SPEC_SECRET),
+        warehouse_name="analytics-warehouse",
     )
 
-    assert updates["database_url"].get_secret_value() == "postgresql+psycopg://weather:hunter2@db.internal:5432/weather"
-    assert (updates["source_url"], updates["http_timeout_seconds"], updates["source_rate_limit"]) == (
-        "http://127.0.0.1:8080",
-        5,
-        "",
-    )
-    assert updates["webhook_url"].get_secret_value() == HOOK
-    assert updates["webhook_secret"].get_secret_value() == SPEC_SECRET
-    assert set(origins.values()) == {"weather-warehouse", "weather-source-api", "weather-webhook"}
+    assert given == {
+        "database_url": "analytics-warehouse",
+        "source_url": "weather-source-api",
+        "http_timeout_seconds": "weather-source-api",
+        "source_rate_limit": "weather-source-api",
+        "webhook_url": "weather-webhook",
+        "webhook_secret": "weather-webhook",
+    }
 
 
-def test_overrides_keep_the_environment_for_missing_documents():
-    updates, origins = overrides(connector_from_url(DSN), None, None)
-
-    assert set(updates) == {"database_url"}
-    assert origins == {
+def test_origins_keep_the_environment_for_missing_documents():
+    assert origins(connector_from_url(DSN), None, None) == {
         "database_url": "weather-warehouse",
         "source_url": "env",
         "http_timeout_seconds": "env",
@@ -206,16 +203,8 @@ def test_overrides_keep_the_environment_for_missing_documents():
     }
 
 
-def test_overrides_of_a_webhook_without_key_leave_notifications_unsigned():
-    updates, _ = overrides(None, None, NotificationWebhook(url=HOOK))
-
-    assert updates["webhook_secret"] is None
-
-
 def test_describe_origins_names_where_settings_came_from_never_their_values():
-    _, origins = overrides(connector_from_url(DSN), None, NotificationWebhook(url=HOOK))
-
-    line = describe_origins(origins)
+    line = describe_origins(origins(connector_from_url(DSN), None, NotificationWebhook(url=HOOK)))
 
     assert line == (
         "settings: database_url from block weather-warehouse; "

@@ -5,8 +5,7 @@ import sys
 import pytest
 from rich.console import Console
 
-from pipeline import backfill
-from pipeline.cli import REPROCESS_MODES, main
+from pipeline.cli import main
 from pipeline.progress import terminal_bar
 
 COMMANDS = [
@@ -25,10 +24,6 @@ COMMANDS = [
     ["up"],
     ["down"],
 ]
-
-
-def test_cli_reprocess_choices_are_the_backfill_modes():
-    assert REPROCESS_MODES == backfill.MODES
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda command: " ".join(command) or "pipeline")

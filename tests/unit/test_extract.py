@@ -1,4 +1,3 @@
-import math
 from datetime import date
 
 import numpy as np
@@ -10,7 +9,6 @@ from pipeline.extract import (
     PermanentSourceError,
     TransientSourceError,
     batch_locations,
-    call_weight,
     check_status,
     expected_times,
     parse_payload,
@@ -105,22 +103,6 @@ def test_request_params_join_locations_in_order():
     assert params["longitude"] == "4.9,18.4"
     assert (params["start_date"], params["end_date"], params["timezone"]) == ("2024-03-09", "2024-03-10", "UTC")
     assert params["hourly"].split(",") == list(VARIABLES)
-
-
-def test_call_weight_counts_locations_and_each_started_fortnight():
-    assert call_weight(1, 1) == 1
-    assert call_weight(100, 7) == 100
-    assert call_weight(10, 28) == 20
-    assert call_weight(1, 365) == 27
-
-
-def test_call_weight_counts_each_started_ten_variables_of_the_request():
-    assert call_weight(1, 1, n_variables=10) == 1
-    assert call_weight(1, 1, n_variables=11) == 2
-    # Two fortnights × 2.1 tens of variables is 4.2, counted as 5 calls per location.
-    assert call_weight(3, 28, n_variables=21) == 3 * 5
-    # Every request asks for all of VARIABLES: an 11th doubles the weight of every request.
-    assert call_weight(1, 1) == math.ceil(len(VARIABLES) / 10)
 
 
 def test_batch_locations_keeps_order_and_size():

@@ -1,16 +1,41 @@
+import math
 from datetime import UTC, date, datetime
 
-from pipeline.quota import Admission, Limits, Usage, admit, chunk_calls, describe, stopped_message
+from pipeline.backfill import Chunk
+from pipeline.extract import VARIABLES
+from pipeline.quota import Admission, Limits, Usage, admit, call_weight, chunk_calls, describe, stopped_message
 from pipeline.window import Window
 
 NOW = datetime(2024, 3, 10, 14, 25, tzinfo=UTC)
 LIMITS = Limits(per_minute=600, per_hour=5_000, per_day=10_000, daily_reserve=1_000)
 
 
+def test_call_weight_counts_locations_and_each_started_fortnight():
+    assert call_weight(1, 1) == 1
+    assert call_weight(100, 7) == 100
+    assert call_weight(10, 28) == 20
+    assert call_weight(1, 365) == 27
+
+
+def test_call_weight_counts_each_started_ten_variables_of_the_request():
+    assert call_weight(1, 1, n_variables=10) == 1
+    assert call_weight(1, 1, n_variables=11) == 2
+    # Two fortnights × 2.1 tens of variables is 4.2, counted as 5 calls per location.
+    assert call_weight(3, 28, n_variables=21) == 3 * 5
+    # Every request asks for all of VARIABLES: an 11th doubles the weight of every request.
+    assert call_weight(1, 1) == math.ceil(len(VARIABLES) / 10)
+
+
 def test_chunk_calls_count_each_batch_per_location_and_per_started_14_days():
     two_weeks, three_weeks = Window(date(2024, 1, 1), date(2024, 1, 14)), Window(date(2024, 1, 1), date(2024, 1, 21))
 
-    assert chunk_calls([two_weeks, three_weeks], locations=250, per_request=100) == [250, 500]
+    assert chunk_calls([Chunk(two_weeks), Chunk(three_weeks)], locations=250, per_request=100) == [250, 500]
+
+
+def test_chunk_calls_count_only_the_locations_a_chunk_fetches():
+    fortnight = Window(date(2024, 1, 1), date(2024, 1, 14))
+
+    assert chunk_calls([Chunk(fortnight, ("c",)), Chunk(fortnight)], locations=150, per_request=100) == [1, 150]
 
 
 def test_admit_takes_every_chunk_that_fits_in_the_hour_and_the_day():

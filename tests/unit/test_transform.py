@@ -91,7 +91,6 @@ def test_dbt_event_level_maps_every_prefect_level_including_warning(prefect_leve
 def test_describe_failures_names_each_failing_node_with_its_row_count_and_days():
     days = (date(2024, 3, 4), date(2024, 3, 5), date(2024, 3, 8))
     outcome = DbtOutcome(
-        "build",
         {"pass": 40, "fail": 2},
         (
             NodeFailure("fct_daily_weather_temperature_2m_max_range", "fail", 3, "Got 3 results", days=days),
@@ -134,7 +133,6 @@ def test_dbt_events_reach_the_log_at_its_level_without_noise_or_secrets(caplog, 
 
 def test_failing_days_are_the_days_named_by_any_failing_test():
     outcome = DbtOutcome(
-        "build",
         {"fail": 2},
         (
             NodeFailure("a", "fail", 1, "", days=(date(2024, 3, 5), date(2024, 3, 4))),
