@@ -67,9 +67,17 @@ def backfill_command(
     ] = "missing",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan and change nothing")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="allow a range longer than PIPELINE_BACKFILL_MAX_DAYS")] = False,
+    spread: Annotated[
+        bool,
+        typer.Option(
+            "--spread",
+            help="load the chunks as runs of the backfill-chunk deployment, on any worker of its pool; needs the "
+            "Prefect server in PREFECT_API_URL running, the deployments applied (pipeline deploy) and workers up",
+        ),
+    ] = False,
 ) -> int:
     """load an inclusive range of logical dates"""
-    request = BackfillRequest(start, end, reprocess, dry_run, yes)
+    request = BackfillRequest(start, end, reprocess, dry_run, yes, spread)
     return execute(lambda: with_warehouse(lambda settings: commands.backfill(settings, request), flows=True))
 
 

@@ -21,6 +21,7 @@ class BackfillRequest:
     reprocess: str = "missing"
     dry_run: bool = False
     yes: bool = False
+    spread: bool = False
 
     def flow_parameters(self) -> dict:
         """The backfill flow's parameters for this request."""
@@ -29,6 +30,7 @@ class BackfillRequest:
             "end_date": self.end,
             "reprocess": self.reprocess,
             "dry_run": self.dry_run,
+            "spread": self.spread,
         }
 
 
@@ -63,6 +65,10 @@ def backfill(settings: "Settings", request: BackfillRequest) -> int:
 
     requested_range(request.start, request.end, settings.backfill_max_days, request.yes)
     read_locations(settings.locations_file)
+    if request.spread and not request.dry_run:
+        from pipeline.spread import require_chunk_deployment
+
+        require_chunk_deployment()
     from flows.backfill import backfill_weather
 
     summary = finished(backfill_weather(**request.flow_parameters(), return_state=True), "backfill")
