@@ -8,7 +8,9 @@ from blocks.documents import (
     apply_blocks,
     blocks_enabled,
     load_warehouse,
+    release_run_resources,
     resolve_resources,
+    run_resources,
     warehouse_configured,
 )
 from blocks.resources import Resources, WarehouseNotConfigured
@@ -30,6 +32,8 @@ __all__ = [
     "WarehouseNotConfigured",
     "apply_blocks",
     "blocks_enabled",
+    "release_run_resources",
     "resolve_resources",
+    "run_resources",
     "warehouse_configured",
 ]

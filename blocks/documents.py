@@ -3,6 +3,7 @@
 
 import logging
 import os
+import threading
 
 import httpx
 from prefect import runtime
@@ -14,7 +15,7 @@ from blocks.resources import SOURCE_API, WAREHOUSE, WEBHOOK, Resources, Warehous
 from blocks.source import SourceApi
 from blocks.warehouse import Warehouse, connector_from_url
 from blocks.webhook import NotificationWebhook
-from pipeline.settings import Settings
+from pipeline.settings import Settings, current_settings
 
 BLOCK_TYPES = (SqlAlchemyConnector, SourceApi, NotificationWebhook)
 FROM_BLOCKS = "PIPELINE_SETTINGS_FROM_BLOCKS"
@@ -40,11 +41,11 @@ def blocks_enabled() -> bool:
     return runtime.deployment.id is not None
 
 
-def resolve_resources() -> Resources:
-    """`Settings()` from the environment, with the blocks from their documents where they exist (in deployment
-    runs) and from the environment otherwise; PIPELINE_WAREHOUSE_BLOCK's document in any run without
+def resolve_resources(settings: Settings | None = None) -> Resources:
+    """`settings` (default: `current_settings()`), with the blocks from their documents where they exist (in
+    deployment runs) and from the settings otherwise; PIPELINE_WAREHOUSE_BLOCK's document in any run without
     PIPELINE_DATABASE_URL. It never starts a warehouse."""
-    settings = Settings()
+    settings = settings or current_settings()
     if not blocks_enabled():
         # Outside deployments the environment wins, as for every block: with PIPELINE_DATABASE_URL set,
         # `check-freshness` needs no Prefect API even where PIPELINE_WAREHOUSE_BLOCK is set.
@@ -60,6 +61,36 @@ def resolve_resources() -> Resources:
     )
     _run_logger().info(describe_origins(origins(*documents, warehouse_name=settings.warehouse_block or WAREHOUSE)))
     return Resources.build(settings, *documents)
+
+
+# Each flow run's resources, from the first use in the run (its time limit) to its state hook: a hook
+# gets only (flow, flow_run, state), so it finds the run's warehouse engine here instead of making another.
+_runs: dict[str, Resources] = {}
+_runs_lock = threading.Lock()
+
+
+def run_resources(flow_run_id: str | None = None) -> Resources:
+    """The resources of flow run `flow_run_id` (default: the current one), resolved on its first call.
+
+    Outside a flow run it resolves afresh each call. The entry lives until `release_run_resources`,
+    which the run's state hook calls; a flow without one runs in a process of its own (a worker's)
+    or once per command, so the few it leaves behind end with the process.
+    """
+    flow_run_id = flow_run_id or runtime.flow_run.id
+    if flow_run_id is None:
+        return resolve_resources()
+    with _runs_lock:
+        if flow_run_id not in _runs:
+            _runs[flow_run_id] = resolve_resources()
+        return _runs[flow_run_id]
+
+
+def release_run_resources(flow_run_id: str) -> None:
+    """Forget the run's resources and close its warehouse engine."""
+    with _runs_lock:
+        resources = _runs.pop(flow_run_id, None)
+    if resources is not None and resources.configured_warehouse is not None:
+        resources.configured_warehouse.dispose()
 
 
 def load_warehouse(settings: Settings) -> SqlAlchemyConnector | None:

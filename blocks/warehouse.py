@@ -124,6 +124,13 @@ class Warehouse:
                 self._engine = limited.get_engine(poolclass=NullPool)
             return self._engine
 
+    def dispose(self) -> None:
+        """Close the engine; the next `connect()` makes a new one."""
+        with self._engine_lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.dispose()
+
     def connect(self, autocommit: bool = False) -> psycopg.Connection:
         """A psycopg 3 connection from the connector's engine, closed by `with`; a failure names the server only."""
         try:

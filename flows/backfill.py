@@ -9,7 +9,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from blocks import resolve_resources
+from blocks import run_resources
 from pipeline import quota
 from pipeline.backfill import Reprocess, plan_backfill
 from pipeline.chunks import load_chunks
@@ -50,7 +50,7 @@ def backfill_weather(
         spread: load each chunk as a flow run of the backfill-chunk deployment, on any worker of its
             pool (at most `weather-backfill-chunks` at once), instead of in this run's own threads.
     """
-    resources = resolve_resources()
+    resources = run_resources()
     settings = resources.settings
     today = datetime.now(UTC).date()
     window = Window(check_not_future(start_date, today, "start_date"), check_not_future(end_date, today, "end_date"))
@@ -89,13 +89,7 @@ def backfill_weather(
         force = reprocess == "all"
         landed = load_chunks(resources, locations, window, chunks, ledger, runtime.flow_run.id, force, spread)
         transform_started = time.perf_counter()
-        tests = (
-            transform_window(
-                warehouse, plan.dbt_window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds, parsed
-            )
-            if plan.dbt_window
-            else None
-        )
+        tests = transform_window(warehouse, plan.dbt_window, settings, parsed) if plan.dbt_window else None
     summary = landed.summary(planned, tests, time.perf_counter() - transform_started, budget.stopped)
     if tests:  # something was published
         summary = refresh_after_publish(summary)
@@ -111,7 +105,7 @@ def backfill_chunk(first: date, last: date, location_ids: list[str], force: bool
 
     The backfill that started it plans, transforms and reports; this run only extracts and loads.
     """
-    resources = resolve_resources()
+    resources = run_resources()
     window = Window(first, last)
     with step("prepare", window):
         # Every worker reads the same locations file; one that lacks a location says so.

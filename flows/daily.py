@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from prefect import flow, get_run_logger, runtime
 
-from blocks import Resources, resolve_resources
+from blocks import Resources, run_resources
 from pipeline.backfill import revisit_window
 from pipeline.dashboard.refresh import refresh_after_publish
 from pipeline.errors import step
@@ -29,7 +29,7 @@ notify_daily = run_notifier("daily")
 def daily_weather(logical_date: date | None = None, lookback_days: int | None = None) -> RunSummary:
     """Process logical date D (default: the day before the run's scheduled start), D's lookback, and
     any incomplete day inside the revision horizon."""
-    resources = resolve_resources()
+    resources = run_resources()
     settings = resources.settings
     day = check_not_future(logical_date or scheduled_logical_date(), datetime.now(UTC).date(), "logical_date")
     window = daily_window(day, settings.lookback_days if lookback_days is None else lookback_days)
@@ -52,9 +52,7 @@ def _process(resources: Resources, day: date, window: Window, horizon: date, par
             alert_incomplete_days(resources, stale, settings.revision_horizon_days)
     ingested = ingest_window(resources, locations, window, runtime.flow_run.id)
     transform_started = time.perf_counter()
-    built = transform_window(
-        warehouse, window, settings.dbt_project_dir, settings.transform_lock_timeout_seconds, parsed
-    )
+    built = transform_window(warehouse, window, settings, parsed)
     summary = RunSummary(
         kind="daily",
         logical_date=day,

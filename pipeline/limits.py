@@ -6,7 +6,7 @@ from typing import ParamSpec, TypeVar
 
 from prefect.utilities.timeout import timeout
 
-from pipeline.settings import Settings
+from blocks import run_resources
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -21,11 +21,12 @@ def timed_by(field: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
     Not `@flow(timeout_seconds=...)`: decorator arguments are evaluated when the module is
     imported, so they can hold only a default, which a deployment run would keep whatever the worker's
-    env file says. Reading `Settings()` there, or building the entrypoint with `with_options` at
+    env file says. Reading the settings there, or building the entrypoint with `with_options` at
     module level, would read the environment in every process that imports the flow (the CLI,
     `prefect deploy`, tests), not when a run starts. Prefect enforces `timeout_seconds` with this
     same scope around the flow function's call (`FlowRunEngine.run_context`); entered here, on the
-    function's first line, it takes the value the run's own environment holds, on every path.
+    function's first line, it takes the value the run's own settings hold, on every path. Those are the
+    run's resources' (`run_resources`), resolved here once for the flow body and its state hooks.
     The TimeoutError it raises is what Prefect records as a Failed state named TimedOut.
     """
     variable = f"PIPELINE_{field.upper()}"
@@ -33,7 +34,7 @@ def timed_by(field: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     def bound(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
         def timed(*args: P.args, **kwargs: P.kwargs) -> R:
-            seconds = float(getattr(Settings(), field))
+            seconds = float(getattr(run_resources().settings, field))
             try:
                 # Prefect's own scope: an alarm in the main thread, so a blocked socket read ends too.
                 with timeout(seconds, timeout_exc_type=RunTimedOut):

@@ -8,7 +8,7 @@ from prefect import Flow, runtime
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.flow_engine import FlowRunTimeoutError
 
-from blocks import Resources, resolve_resources
+from blocks import Resources, release_run_resources, run_resources
 from pipeline import alerts, heartbeat, lookups, notify, outbox, warehouse
 from pipeline.errors import StepFailed, first_line
 from pipeline.lookups import KnownRun, run_link
@@ -52,7 +52,10 @@ def run_notifier(kind: Kind) -> Callable[[Flow, FlowRun, State], None]:
     """The state hook of the `kind` flow: `send_run_notification` for its runs."""
 
     def notify_run(flow: Flow, flow_run: FlowRun, state: State) -> None:
-        send_run_notification(kind, flow, flow_run, state)
+        try:
+            send_run_notification(kind, flow, flow_run, state)
+        finally:  # the run's last use of its resources
+            release_run_resources(str(flow_run.id))
 
     return notify_run
 
@@ -62,8 +65,9 @@ def send_run_notification(kind: Kind, flow: Flow, flow_run: FlowRun, state: Stat
 
     The message goes to the outbox in the transaction that claims (or closes) its alert, so a
     claim never exists without a message that later commands deliver until the receiver takes it.
+    The run's own resources serve it, the ones its body used (one warehouse engine per run).
     """
-    resources = resolve_resources()
+    resources = run_resources(str(flow_run.id))
     settings = resources.settings
     result = state.result(raise_on_failure=False)
     failed = state.is_failed()

@@ -1,5 +1,8 @@
 """Run-time settings, read from `PIPELINE_*` environment variables."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import time
 from pathlib import Path
 from typing import Literal
@@ -16,8 +19,8 @@ DEFAULT_LOCATIONS_FILE = Path(__file__).resolve().parent / "data" / "locations.c
 class Settings(BaseSettings):
     """Everything a run needs that is not a flow parameter.
 
-    Construct it when a run starts (`Settings()`), never at import time, so a deployment
-    and a test can each point it somewhere else.
+    Read once where a command or a run starts (`current_settings()`), never at import time, so a
+    deployment and a test can each point it somewhere else; steps receive it, they do not read it.
     """
 
     model_config = SettingsConfigDict(env_prefix="PIPELINE_", extra="ignore")
@@ -94,3 +97,23 @@ class Settings(BaseSettings):
     dbt_nodes_as_tasks: bool = False
     # Send Prefect asset events for the raw table, each dbt model and seed, and the published marts.
     asset_events: bool = True
+
+
+# The settings a command in this process resolved (e.g. the CLI with its embedded warehouse), for the
+# flows it calls in-process: a flow function takes parameters only, so they cannot be passed as an argument.
+_installed: ContextVar[Settings | None] = ContextVar("pipeline_settings", default=None)
+
+
+def current_settings() -> Settings:
+    """The settings the running command installed (`use_settings`), else read from the environment now."""
+    return _installed.get() or Settings()
+
+
+@contextmanager
+def use_settings(settings: Settings) -> Iterator[Settings]:
+    """Make `settings` what flows run in this context read, instead of the environment."""
+    token = _installed.set(settings)
+    try:
+        yield settings
+    finally:
+        _installed.reset(token)

@@ -3,7 +3,7 @@
 from collections.abc import Iterator, Sequence
 from datetime import date
 
-from prefect import task
+from prefect import get_client, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun
 from prefect.concurrency.sync import concurrency
@@ -58,6 +58,18 @@ def landed(chunk: Window, stored: dict[date, tuple[int, str]]) -> list[DayLoad]:
             f"chunk {chunk}: the run completed but the ledger has no load of {', '.join(map(str, missing))}"
         )
     return [DayLoad(day, *stored[day]) for day in chunk.days]
+
+
+def require_chunk_deployment() -> None:
+    """Raise ValueError, saying what a spread backfill needs, unless the server has the backfill-chunk deployment."""
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_deployment_by_name(CHUNK_DEPLOYMENT)
+    except ObjectNotFound:
+        raise ValueError(
+            f"--spread needs the {CHUNK_DEPLOYMENT} deployment on the Prefect server in PREFECT_API_URL"
+            " (apply the deployments with `pipeline deploy`) and workers on its pool; it has none"
+        ) from None
 
 
 def ensure_chunk_limit(slots: int) -> str:

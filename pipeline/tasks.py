@@ -151,28 +151,26 @@ def record_failed_days(warehouse: Warehouse, window: Window, error: str, flow_ru
 
 @task(name="run-dbt", task_run_name="dbt-build", cache_policy=NO_CACHE)
 def run_dbt(
-    warehouse: Warehouse, project_dir: Path, parsed: transform.ParsedProject | None = None
+    warehouse: Warehouse, settings: Settings, parsed: transform.ParsedProject | None = None
 ) -> transform.DbtOutcome:
     """`dbt build` of the window in `ops.transform_window` into `audit`; failing nodes fail it, by name and day.
 
     Each model and seed built becomes a Prefect asset event; PIPELINE_DBT_NODES_AS_TASKS=true runs the
     build through prefect-dbt's PrefectDbtRunner instead, a task run per node.
     """
-    # Read here, at run time, so a deployment's environment reaches it as a CLI run's does.
-    settings = Settings()
     if settings.dbt_nodes_as_tasks:
-        return transform.build_with_prefect_dbt(warehouse, project_dir, PREFECT_LOGGING_LEVEL.value())
+        return transform.build_with_prefect_dbt(warehouse, settings.dbt_project_dir, PREFECT_LOGGING_LEVEL.value())
     return transform.build(
-        warehouse, project_dir, log=get_run_logger(), parsed=parsed, emit_assets=settings.asset_events
+        warehouse, settings.dbt_project_dir, log=get_run_logger(), parsed=parsed, emit_assets=settings.asset_events
     )
 
 
 @task(name="publish-window", cache_policy=NO_CACHE)
-def publish_window(warehouse: Warehouse, window: Window) -> None:
+def publish_window(warehouse: Warehouse, window: Window, emit_assets: bool = True) -> None:
     """Copy the audited window into `marts` in one transaction; the marts are then assets from the audit models."""
     with warehouse.connect() as conn:
         transform.publish(conn, window)
-    if Settings().asset_events:
+    if emit_assets:
         assets.emit(assets.published_marts(warehouse.database, str(window)))
 
 
@@ -256,8 +254,7 @@ def read_ledger(warehouse: Warehouse, window: Window) -> dict[date, ledger.DaySt
 def transform_window(
     warehouse: Warehouse,
     window: Window,
-    project_dir: Path,
-    lock_timeout: float | None = None,
+    settings: Settings,
     parsed: transform.ParsedProject | None = None,
 ) -> transform.DbtOutcome:
     """Write-audit-publish: `dbt build` the window into `audit`, then publish it into `marts` if every test passed.
@@ -271,12 +268,12 @@ def transform_window(
     with (
         step("dbt build", window),
         warehouse.connect(autocommit=True) as conn,
-        session_lock(conn, TRANSFORM_LOCK, on_wait=_say_waiting, timeout=lock_timeout),
+        session_lock(conn, TRANSFORM_LOCK, on_wait=_say_waiting, timeout=settings.transform_lock_timeout_seconds),
     ):
         dbt_started_at = conn.execute("select now()").fetchone()[0]
         transform.set_window(conn, window)
         try:
-            outcome = run_dbt(warehouse, project_dir, parsed)
+            outcome = run_dbt(warehouse, settings, parsed)
         except transform.DbtCommandFailed as failed:
             # The days whose rows failed a test are marked failed, as a failed load would be:
             # `--reprocess failed` re-fetches them and `gaps` lists them.
@@ -284,7 +281,7 @@ def transform_window(
                 ledger.record_failure(conn, days, str(failed), runtime.flow_run.id, content_failed=True)
             raise
         with step("publish", window):
-            publish_window(warehouse, window)
+            publish_window(warehouse, window, settings.asset_events)
         ledger.mark_transformed(conn, window, dbt_started_at)
     return outcome
 

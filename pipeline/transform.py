@@ -125,30 +125,42 @@ def _literal(value):
 
 
 def dbt_environment(warehouse: "Warehouse") -> dict[str, str]:
-    """What dbt's process environment must hold: no secret, only PGOPTIONS with the run's session timeouts.
+    """The environment a dbt *process* gets beside its parent's: no secret, the offline switches, and
+    PGOPTIONS with the run's session timeouts."""
+    return {**OFFLINE_ENV, **_libpq_environment(warehouse)}
 
-    dbt-postgres's profile has no field for libpq `options`, and its connections are opened by
-    psycopg2 inside dbt, so libpq's PGOPTIONS is the one way to give each of them the timeouts.
-    """
-    env = dict(OFFLINE_ENV)
-    if options := warehouse.options():
-        env["PGOPTIONS"] = options
-    return env
+
+def _libpq_environment(warehouse: "Warehouse") -> dict[str, str]:
+    # dbt-postgres's profile has no field for libpq `options`, and its connections are opened by
+    # psycopg2 inside dbt, so libpq's PGOPTIONS is the one way to give each of them the timeouts.
+    options = warehouse.options()
+    return {"PGOPTIONS": options} if options else {}
+
+
+# Everything else dbt is told per invocation; these are its flags that would otherwise come from the environment.
+INVOKE_FLAGS = {"send_anonymous_usage_stats": False}
+_environment_lock = threading.Lock()
 
 
 @contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
-    # dbt runs in this process and libpq reads PGOPTIONS from the process environment.
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    """`values` in the process environment for the duration, then what was there before.
+
+    For libpq alone: dbt runs in this process (dbtRunner has no env argument) and libpq reads PGOPTIONS
+    from the process environment when dbt's psycopg2 connects. The lock keeps two scopes (a parse in
+    the background, a build) from restoring each other's values.
+    """
+    with _environment_lock:
+        saved = {name: os.environ.get(name) for name in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def _project_args(project_dir: Path, profiles: Path) -> list[str]:
@@ -203,9 +215,9 @@ def parse(warehouse: "Warehouse", project_dir: Path) -> "Manifest | None":
     """The project's manifest, parsed in this process without writing it out; None if dbt cannot parse it."""
     from dbt.cli.main import dbtRunner
 
-    with profiles_dir(warehouse) as profiles, _environment(dbt_environment(warehouse)):
+    with profiles_dir(warehouse) as profiles, _environment(_libpq_environment(warehouse)):
         result = dbtRunner().invoke(
-            ["parse", "--no-write-json", *_project_args(project_dir, profiles)], log_level="none"
+            ["parse", "--no-write-json", *_project_args(project_dir, profiles)], log_level="none", **INVOKE_FLAGS
         )
     return result.result if result.success else None
 
@@ -231,10 +243,10 @@ def build(
     if manifest is None:
         manifest = parse(warehouse, project_dir)
     callbacks = [_forward_to(log, warehouse)] if log is not None else []
-    with profiles_dir(warehouse) as profiles, _environment(dbt_environment(warehouse)):
+    with profiles_dir(warehouse) as profiles, _environment(_libpq_environment(warehouse)):
         # The console stays quiet: what matters reaches `log` through the callback.
         result = dbtRunner(manifest=manifest, callbacks=callbacks).invoke(
-            [*dbt_args(), *_project_args(project_dir, profiles)], log_level="none", use_colors=False
+            [*dbt_args(), *_project_args(project_dir, profiles)], log_level="none", use_colors=False, **INVOKE_FLAGS
         )
     if result.exception is not None:
         raise DbtCommandFailed(f"dbt build could not run: {first_line(result.exception)}")
@@ -256,13 +268,13 @@ def build_with_prefect_dbt(warehouse: "Warehouse", project_dir: Path, prefect_lo
     """
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
-    with profiles_dir(warehouse) as profiles, _environment(dbt_environment(warehouse)):
+    with profiles_dir(warehouse) as profiles, _environment(_libpq_environment(warehouse)):
         settings = PrefectDbtSettings(
             project_dir=project_dir, profiles_dir=profiles, log_level=dbt_event_level(prefect_log_level)
         )
         running = set(threading.enumerate())
         try:
-            result = PrefectDbtRunner(settings=settings, raise_on_failure=False).invoke(dbt_args())
+            result = PrefectDbtRunner(settings=settings, raise_on_failure=False).invoke(dbt_args(), **INVOKE_FLAGS)
         except ValueError as exc:  # dbt could not run at all
             raise DbtCommandFailed(f"dbt build could not run: {first_line(exc)}") from None
         finally:

@@ -74,6 +74,19 @@ def check_not_future(day: date, today: date, name: str = "date") -> date:
     return day
 
 
+def requested_range(start: date, end: date, max_days: int, confirmed: bool = False) -> Window:
+    """The inclusive range `--start`..`--end` of a backfill; one longer than `max_days` needs `confirmed` (--yes)."""
+    if end < start:
+        raise ValueError(f"--end {end} is before --start {start}")
+    window = Window(start, end)
+    if len(window) > max_days and not confirmed:
+        raise ValueError(
+            f"--start {start} --end {end} is {len(window)} days, more than PIPELINE_BACKFILL_MAX_DAYS="
+            f"{max_days}: pass --yes if you mean it"
+        )
+    return window
+
+
 def chunk(window: Window, max_days: int) -> list[Window]:
     """Split a window into consecutive windows of at most `max_days` days."""
     if max_days < 1:

@@ -79,9 +79,10 @@ def deploy(url: str | None) -> int:
     from pipeline.dashboard.client import SupersetClient
     from pipeline.dashboard.deploy import apply, prepare_warehouse
     from pipeline.dashboard.server import reader_url
-    from pipeline.settings import Settings
+    from pipeline.settings import current_settings
 
-    settings = Settings()
+    # With the embedded warehouse when none is configured (the command runs under `with_warehouse`).
+    settings = current_settings()
     resolved = _resolve(url)
     dsn = settings.database_url.get_secret_value()
     reader_password = resolved.reader_password.get_secret_value()

@@ -60,6 +60,18 @@ def test_an_unreadable_locations_file_fails_with_one_line_before_any_run_and_wri
     assert not raw_schema_exists(pipeline_env)
 
 
+def test_spread_backfill_without_the_chunk_deployment_says_what_it_needs_and_runs_nothing(pipeline_env, capsys):
+    # The test server has no deployments, as a server before `pipeline deploy` has none.
+    assert main(["backfill", "--start", "2024-03-01", "--end", "2024-03-09", "--spread"]) == 2
+
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        "pipeline: --spread needs the backfill-chunk/backfill-chunk deployment on the Prefect server in"
+        " PREFECT_API_URL (apply the deployments with `pipeline deploy`) and workers on its pool; it has none"
+    ]
+    assert not raw_schema_exists(pipeline_env)
+
+
 def test_run_with_a_dsn_that_does_not_connect_names_the_server_but_not_the_password(pipeline_env, monkeypatch, capsys):
     monkeypatch.setenv("PIPELINE_DATABASE_URL", "postgresql://etl:hunter2@127.0.0.1:1/warehouse")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+import sqlalchemy
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.concurrency.sync import rate_limit
@@ -50,6 +51,27 @@ def ran(state, prefix: str) -> bool:
 
 def checksums(db, table="raw"):
     return warehouse.day_checksums(db, table)
+
+
+def test_daily_run_and_its_state_hook_open_the_warehouse_through_one_engine(pipeline_env, db, monkeypatch):
+    # A receiver that is down: the hook's message stays in the outbox, proof that the hook used the warehouse.
+    monkeypatch.setenv("PIPELINE_WEBHOOK_URL", "http://127.0.0.1:1/hook")
+    # SQLAlchemy's first_connect fires once per pool, i.e. per engine, on its first connection; dbt's
+    # own connections (psycopg2) do not go through SQLAlchemy.
+    engines = []
+
+    def first_connect(dbapi_connection, connection_record):
+        engines.append(dbapi_connection.info.dbname)
+
+    sqlalchemy.event.listen(sqlalchemy.pool.Pool, "first_connect", first_connect)
+    try:
+        state = run()
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.pool.Pool, "first_connect", first_connect)
+
+    assert state.is_completed(), failure_message(state)
+    assert db.execute("select event_type from ops.outbox").fetchall() == [("pipeline.run.succeeded",)]
+    assert engines == [db.info.dbname]
 
 
 def test_daily_run_loads_every_hour_of_every_location_as_the_source_sent_it(pipeline_env, db, source, locations_file):

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector
 from pydantic import SecretStr, ValidationError
@@ -10,11 +12,13 @@ from blocks import (
     WarehouseNotConfigured,
     blocks_enabled,
     connector_from_url,
+    release_run_resources,
     resolve_resources,
+    run_resources,
 )
 from blocks.documents import describe_origins, origins
 from pipeline import notify
-from pipeline.settings import Settings
+from pipeline.settings import Settings, current_settings, use_settings
 from pipeline.warehouse import WarehouseError
 
 DSN = "postgresql://weather:hunter2@db.internal:5432/weather"
@@ -305,3 +309,27 @@ def test_warehouse_connect_failure_names_the_server_but_not_the_password():
 
     assert str(failed.value).startswith("cannot connect to the warehouse at etl@127.0.0.1:1/warehouse: ")
     assert "hunter2" not in str(failed.value)
+
+
+def test_run_resources_are_resolved_once_per_flow_run_until_released(monkeypatch, no_pipeline_env):
+    monkeypatch.setenv("PIPELINE_DATABASE_URL", DSN)
+    first = run_resources("run-1")
+
+    monkeypatch.setenv("PIPELINE_DATABASE_URL", "postgresql://other@db.internal/other")
+    assert run_resources("run-1") is first
+    assert run_resources("run-2").warehouse.describe() == "other@db.internal:5432/other"
+
+    release_run_resources("run-1")
+    release_run_resources("run-2")
+    assert run_resources("run-1").warehouse.describe() == "other@db.internal:5432/other"
+    release_run_resources("run-1")
+
+
+def test_resources_read_the_settings_a_command_installed_instead_of_the_environment(monkeypatch, no_pipeline_env):
+    monkeypatch.setenv("PIPELINE_DATABASE_URL", DSN)
+    installed = Settings(database_url="postgresql://local@db.internal/local", data_dir=Path("/nowhere"))
+
+    with use_settings(installed):
+        assert current_settings() is installed
+        assert resolve_resources().warehouse.describe() == "local@db.internal:5432/local"
+    assert current_settings().database_url.get_secret_value() == DSN

@@ -1,11 +1,13 @@
 import io
 import subprocess
 import sys
+from datetime import date
 
 import pytest
 from rich.console import Console
 
-from pipeline.cli import main
+from pipeline.cli import commands, main
+from pipeline.cli.commands import BackfillRequest
 from pipeline.progress import terminal_bar
 
 COMMANDS = [
@@ -89,3 +91,44 @@ def test_terminal_bar_shows_days_rows_rate_and_eta():
     text = out.getvalue()
     assert "120/365 days | 2,880,000 rows | 240,000 rows/s | ETA" in text
     assert text.startswith("backfill ")
+
+
+def backfill_request(monkeypatch, argv) -> BackfillRequest:
+    """The request `pipeline backfill` hands to its body for `argv`.
+
+    The body (a flow run against a Prefect server and the warehouse) cannot run in a unit test: it is
+    replaced by one that records what the options became.
+    """
+    requests = []
+    monkeypatch.setenv("PIPELINE_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setattr(commands, "backfill", lambda settings, request: requests.append(request) or 0)
+
+    assert main(["backfill", "--start", "2024-03-01", "--end", "2024-03-02", *argv]) == 0
+
+    return requests[0]
+
+
+def test_cli_backfill_spread_runs_the_backfill_with_spread(monkeypatch):
+    request = backfill_request(monkeypatch, ["--spread", "--reprocess", "all"])
+
+    assert request.flow_parameters() == {
+        "start_date": date(2024, 3, 1),
+        "end_date": date(2024, 3, 2),
+        "reprocess": "all",
+        "dry_run": False,
+        "spread": True,
+    }
+
+
+def test_cli_backfill_runs_in_its_own_threads_without_spread(monkeypatch):
+    assert backfill_request(monkeypatch, []).flow_parameters()["spread"] is False
+
+
+def test_cli_backfill_help_says_what_spread_needs(capsys):
+    assert main(["backfill", "--help"]) == 0
+
+    # Click wraps the help at hyphens too: "backfill-" / "chunk".
+    help_text = " ".join(capsys.readouterr().out.split()).replace("- ", "-")
+    assert "--spread" in help_text
+    assert "backfill-chunk deployment" in help_text
+    assert "the deployments applied (pipeline deploy) and workers up" in help_text
