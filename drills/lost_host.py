@@ -6,12 +6,14 @@ import re
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.client.schemas.objects import FlowRun
+from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from pydantic import SecretStr
 
@@ -63,6 +65,14 @@ class HostLoss:
         self.workers: dict[str, processes.Process] = {}
 
     def __enter__(self) -> HostLoss:
+        try:
+            self._set_up()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _set_up(self) -> None:
         cluster, gateway = self.drill.cluster, self.hosts.gateway
         ports = {
             name: int(url.rsplit(":", 1)[1].split("/")[0])
@@ -85,14 +95,14 @@ class HostLoss:
             text = (PROJECT_ROOT / deploy.AUTOMATIONS / "crashed-runs.yaml").read_text(encoding="utf-8")
             quick.write_text(text.replace("  within: 90\n", f"  within: {CRASH_AFTER_SECONDS}\n"), encoding="utf-8")
             deploy.apply_automations(quick.parent)
-        return self
 
     def __exit__(self, *exc_info: object) -> None:
         for worker in self.workers.values():
             processes.stop_process(worker)
         with self.client_settings():
             # Later scenarios' deployment runs alert nowhere, and detect crashes as a VM would.
-            NotificationWebhook.delete(WEBHOOK)
+            with suppress(ObjectNotFound):  # a set-up that failed before saving it
+                NotificationWebhook.delete(WEBHOOK)
             deploy.apply_automations(PROJECT_ROOT / deploy.AUTOMATIONS)
         for relay in self.relays:
             relay.stop()
