@@ -6,13 +6,18 @@ extract / load / dbt / fixed start-up), ceiling (binary COPY of the same rows), 
 history (a daily run after three years of history vs after a week), dbt (the daily run × 1,000
 locations side by side with a bare `dbt build` CLI call on the same project and window), assets
 (daily runs × 1,000 locations taking turns: the build without asset events, with them — the
-default — and through prefect-dbt's PrefectDbtRunner, PIPELINE_DBT_NODES_AS_TASKS=true).
+default — and through prefect-dbt's PrefectDbtRunner, PIPELINE_DBT_NODES_AS_TASKS=true), spread (a
+backfill of --years × --locations in one process vs spread over two process workers as backfill-chunk
+flow runs, arms taking turns, per-day checksums compared), scale (the daily run at --scale-locations vs
+--locations: wall and peak memory of the run's process tree).
 
     .venv/bin/python bench/pipeline_bench.py [--stages daily,ceiling,...] [--repeats 3]
+    .venv/bin/python bench/pipeline_bench.py --stages spread,scale --years 0.05 --locations 20 \
+        --scale-locations 200 --repeats 1   # a smoke run on tiny sizes
 
 Needs a Postgres (PIPELINE_BENCH_ADMIN_URL, default the local server on 127.0.0.1:5432). Starts the
-project's source server and a Prefect server as subprocesses; runs each measured command as its
-own `pipeline` process and samples its peak memory.
+project's source server and a Prefect server (on a database of that Postgres, as on a VM) as
+subprocesses; runs each measured command as its own process and samples its peak memory.
 """
 
 import argparse
@@ -25,24 +30,32 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
 import psutil
 import psycopg
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from psycopg import sql
 
 from blocks import Warehouse
-from pipeline import extract, load, warehouse
+from pipeline import deploy, extract, load, stack, warehouse
 from pipeline.defaults import OFFLINE_ENV
 from pipeline.locations import Location, read_locations
+from pipeline.settings import Settings
+from pipeline.spread import CHUNK_DEPLOYMENT
 from pipeline.transform import dbt_args, dbt_environment, profiles_dir
 from pipeline.window import Window, chunk, daily_window
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DAY = date(2024, 3, 9)
+BENCH_POOL = "weather-bench"
+SERVER_DATABASE = "weather_bench_prefect"
 
 
 def free_port() -> int:
@@ -74,10 +87,19 @@ class Bench:
     def start_services(self) -> None:
         source_port, prefect_port = free_port(), free_port()
         self.processes.append(self._spawn([BIN / "pipeline", "source", "serve", "--port", str(source_port)], "source"))
-        self.processes.append(self._spawn([BIN / "prefect", "server", "start", "--port", str(prefect_port)], "prefect"))
+        self.fresh_database(SERVER_DATABASE)
+        server_env = stack.LEASE_STORAGE | {
+            stack.SERVER_DATABASE_URL: stack.prefect_database_url(self.admin, SERVER_DATABASE),
+            "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false",
+            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+        }
+        stack.upgrade_server_database(self.env | server_env, self.work / "prefect-migrations.log")
+        self.processes.append(
+            self._spawn([BIN / "prefect", "server", "start", "--port", str(prefect_port)], "prefect", server_env)
+        )
         self.env["PIPELINE_SOURCE_URL"] = f"http://127.0.0.1:{source_port}"
         self.env["PREFECT_API_URL"] = f"http://127.0.0.1:{prefect_port}/api"
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.env['PREFECT_API_URL']}/health", timeout=1).status_code == 200:
@@ -86,9 +108,11 @@ class Bench:
                 time.sleep(0.5)
         raise RuntimeError("Prefect server did not start")
 
-    def _spawn(self, command, name) -> subprocess.Popen:
+    def _spawn(self, command, name, env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.work / f"{name}.log", "w")  # noqa: SIM115 - kept open for the process's life
-        return subprocess.Popen([str(c) for c in command], env=self.env, stdout=log, stderr=log, start_new_session=True)
+        return subprocess.Popen(
+            [str(c) for c in command], env=self.env | (env or {}), stdout=log, stderr=log, start_new_session=True
+        )
 
     def stop(self) -> None:
         for process in self.processes:
@@ -102,16 +126,30 @@ class Bench:
     def fresh_database(self, name: str) -> str:
         return warehouse.fresh_database(self.admin, name)
 
+    def stop_process(self, process: subprocess.Popen) -> None:
+        """SIGINT a process started with _spawn (a worker stops its runs on it) and wait for it."""
+        process.send_signal(2)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        if process in self.processes:
+            self.processes.remove(process)
+
     def drop_database(self, name: str) -> None:
         with psycopg.connect(self.admin, autocommit=True) as conn:
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
     def pipeline(self, args: list[str], **env) -> tuple[float, int, str]:
         """Run `pipeline …` as its own process; returns (wall seconds, peak RSS of its process tree, output)."""
+        return self.measure([str(BIN / "pipeline"), *args], **env)
+
+    def measure(self, command: list[str], **env) -> tuple[float, int, str]:
+        """Run `command` as its own process; returns (wall seconds, peak RSS of its process tree, output)."""
+        args = command[1:]
         started = time.perf_counter()
-        process = psutil.Popen(
-            [str(BIN / "pipeline"), *args], env=self.env | env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+        process = psutil.Popen(command, env=self.env | env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
         peak = 0
         while process.poll() is None:
             try:
@@ -123,7 +161,7 @@ class Bench:
         wall = time.perf_counter() - started
         output = process.stdout.read().decode()
         if process.returncode != 0:
-            raise RuntimeError(f"pipeline {' '.join(args)} failed:\n{output[-3000:]}")
+            raise RuntimeError(f"{Path(command[0]).name} {' '.join(args)} failed:\n{output[-3000:]}")
         return wall, peak, output
 
 
@@ -221,10 +259,116 @@ def assets_stage(bench: "Bench", locations: Path, repeats: int) -> None:
     bench.drop_database("weather_bench")
 
 
+# The backfill flow called in a process of its own, as `pipeline backfill` calls it; argv: first, last, spread.
+BACKFILL = (
+    "import sys\n"
+    "from datetime import date\n"
+    "from flows.backfill import backfill_weather\n"
+    "backfill_weather(date.fromisoformat(sys.argv[1]), date.fromisoformat(sys.argv[2]), reprocess='all',"
+    " spread=sys.argv[3] == 'spread')\n"
+)
+
+
+def state(dsn: str) -> tuple[dict, dict]:
+    with psycopg.connect(dsn) as conn:
+        return warehouse.day_checksums(conn, "raw"), warehouse.day_checksums(conn, "mart")
+
+
+def chunk_runs() -> list:
+    """Every run of the backfill-chunk deployment on the bench's server (the API pages by 200)."""
+    runs: list = []
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(CHUNK_DEPLOYMENT)
+        only = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+        while page := client.read_flow_runs(deployment_filter=only, limit=200, offset=len(runs)):
+            runs.extend(page)
+    return runs
+
+
+def spread_stage(bench: "Bench", locations: Path, count: int, years: float, workers: int, repeats: int) -> None:
+    """A backfill in one process vs spread over `workers` process workers on this machine, taking turns."""
+    days = max(1, round(365 * years))
+    window = Window(DAY - timedelta(days=days), DAY - timedelta(days=1))
+    dsn = bench.fresh_database("weather_bench")
+    env = {"PIPELINE_DATABASE_URL": dsn, "PIPELINE_LOCATIONS_FILE": str(locations)}
+    settings = Settings(database_url=dsn, source_url=bench.env["PIPELINE_SOURCE_URL"], source_rate_limit="")
+    with temporary_settings(updates={PREFECT_API_URL: bench.env["PREFECT_API_URL"]}):
+        deploy.configure_server(settings, BENCH_POOL, project_dir=ROOT, say=lambda _line: None)
+    # Each worker takes its share of the chunks in flight: one worker polling first would take them all.
+    per_worker = -(-settings.backfill_workers // workers)
+    started = [
+        bench._spawn(
+            [*stack.worker_command(BENCH_POOL, str(BIN / "python")), "--name", f"bench-{n}"]
+            + ["--limit", str(per_worker)],
+            f"worker-{n}",
+            env | {"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1"},
+        )
+        for n in range(workers)
+    ]
+    command = [str(BIN / "python"), "-c", BACKFILL, str(window.first), str(window.last)]
+    try:
+        bench.measure([*command, "in-process"], **env)  # warm-up: schema, every day loaded once, dbt parse
+        walls: dict[str, list[float]] = {"in-process": [], "spread": []}
+        states: dict[str, list] = {"in-process": [], "spread": []}
+        for _ in range(repeats):
+            for arm in walls:
+                wall, _, _ = bench.measure([*command, arm], **env)
+                walls[arm].append(wall)
+                states[arm].append(state(dsn))
+    finally:
+        for worker in started:
+            bench.stop_process(worker)
+    same = all(snapshot == states["in-process"][0] for arm in states for snapshot in states[arm])
+    with temporary_settings(updates={PREFECT_API_URL: bench.env["PREFECT_API_URL"]}):
+        taken = Counter(run.labels.get("prefect.worker.name", "?") for run in chunk_runs())
+    one, spread = statistics.median(walls["in-process"]), statistics.median(walls["spread"])
+    print(
+        f"spread: backfill {days} days × {count:,} locations ({days * 24 * count:,} rows), reprocess all, "
+        f"median of {repeats}, arms taking turns: in one process {one:.1f} s | spread over {workers} process "
+        f"workers {spread:.1f} s | spread / in-process = {spread / one:.2f}× (target ≤ 1.15×); "
+        f"identical per-day checksums across arms: {same}; chunk runs by worker "
+        f"{', '.join(f'{name} {count}' for name, count in sorted(taken.items()))}; runs in-process "
+        f"{', '.join(f'{w:.1f}' for w in walls['in-process'])}, spread {', '.join(f'{w:.1f}' for w in walls['spread'])}"
+    )
+    bench.drop_database("weather_bench")
+
+
+def scale_stage(bench: "Bench", sizes: dict[int, Path], repeats: int) -> None:
+    """The daily run at each size, sizes taking turns: wall and peak RSS of the run's process tree."""
+    envs = {}
+    for count, path in sizes.items():
+        dsn = bench.fresh_database(f"weather_bench_{count}")
+        envs[count] = {"PIPELINE_DATABASE_URL": dsn, "PIPELINE_LOCATIONS_FILE": str(path)}
+        bench.pipeline(["run", "--date", str(DAY - timedelta(days=1))], **envs[count])  # warm-up: schema, dbt parse
+    walls: dict[int, list[float]] = {count: [] for count in sizes}
+    peaks: dict[int, list[int]] = {count: [] for count in sizes}
+    for offset in range(repeats):
+        for count in sizes:
+            wall, peak, _ = bench.pipeline(["run", "--date", str(DAY + timedelta(days=offset))], **envs[count])
+            walls[count].append(wall), peaks[count].append(peak)
+    base, top = min(sizes), max(sizes)
+    print(f"scale: daily run (6-day window) by locations, median of {repeats}, sizes taking turns")
+    for count in sizes:
+        print(
+            f"  × {count:,} locations ({count * 144:,} rows): wall {statistics.median(walls[count]):.1f} s, "
+            f"peak {mb(statistics.median(peaks[count]))} (max {mb(max(peaks[count]))})"
+        )
+    print(
+        f"  {top:,} / {base:,}: wall {statistics.median(walls[top]):.1f} s (target ≤ 30 s), memory "
+        f"{statistics.median(peaks[top]) / statistics.median(peaks[base]):.2f}× (target ≤ 1.5×)"
+    )
+    for count in sizes:
+        bench.drop_database(f"weather_bench_{count}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stages", default="daily,ceiling,backfill,baseline,history,dbt,assets")
+    parser.add_argument("--stages", default="daily,ceiling,backfill,baseline,history,dbt,assets,spread,scale")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--years", type=float, default=2.0, help="spread: the backfill's length")
+    parser.add_argument("--locations", type=int, default=1000, help="spread and scale: locations (scale's base)")
+    parser.add_argument("--scale-locations", type=int, default=10000, help="scale: the larger daily run")
+    parser.add_argument("--workers", type=int, default=2, help="spread: process workers on the pool")
     args = parser.parse_args()
     stages = set(args.stages.split(","))
     admin = os.environ.get("PIPELINE_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -269,6 +413,13 @@ def main() -> None:
                 bench.drop_database("weather_bench")
         if "assets" in stages:
             assets_stage(bench, large, args.repeats)
+        if "spread" in stages or "scale" in stages:
+            sized = write_locations(work / f"l{args.locations}.csv", args.locations)
+        if "spread" in stages:
+            spread_stage(bench, sized, args.locations, args.years, args.workers, args.repeats)
+        if "scale" in stages:
+            scaled = write_locations(work / f"l{args.scale_locations}.csv", args.scale_locations)
+            scale_stage(bench, {args.locations: sized, args.scale_locations: scaled}, args.repeats)
         if "backfill" in stages:
             dsn = bench.fresh_database("weather_bench")
             env = {"PIPELINE_DATABASE_URL": dsn, "PIPELINE_LOCATIONS_FILE": str(large)}
@@ -366,6 +517,7 @@ def main() -> None:
             bench.drop_database("weather_bench")
     finally:
         bench.stop()
+        bench.drop_database(SERVER_DATABASE)
 
 
 if __name__ == "__main__":

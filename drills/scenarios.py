@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import partial
 
-from drills import alerts, faults, hostile, kills
+from drills import alerts, faults, hostile, kills, lost_host
 from drills.report import Outcome
 from drills.runs import Drill, Size
 from pipeline.source_server import FaultPlan
@@ -88,6 +88,7 @@ def table(size: Size, seed: int) -> list[Scenario]:
         Scenario("SIGKILL of the backfill process during dbt", partial(kills.sigkill, phase="dbt")),
         Scenario("SIGKILL of the process worker during load (deployment form)", kills.worker_kill),
         Scenario("Postgres restarted mid-load", kills.postgres_restart, short=True),
+        Scenario("lost host: one of two worker hosts killed mid spread-backfill", lost_host.lost_host, short=True),
         Scenario("two daily runs of one day and an overlapping backfill at once", kills.concurrent, short=True),
         Scenario("hostile inputs (names, dates, ranges, locations files)", hostile.hostile, short=True),
         Scenario("webhook receiver down when a run fails", alerts.receiver_down, short=True),

@@ -6,7 +6,6 @@ from datetime import date
 from prefect import get_client, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun
-from prefect.concurrency.sync import concurrency
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.futures import as_completed
@@ -14,7 +13,7 @@ from prefect.futures import as_completed
 from blocks import Warehouse
 from pipeline import ledger
 from pipeline.backfill import Chunk
-from pipeline.concurrency import ensure_limit_exists
+from pipeline.concurrency import ensure_limit_exists, holding_slot
 from pipeline.errors import StepFailed
 from pipeline.load import DayLoad
 from pipeline.tasks import Ingested
@@ -99,7 +98,7 @@ def rerun_if_crashed(task, task_run, state) -> bool:
 )
 def run_backfill_chunk(warehouse: Warehouse, chunk: Window, location_ids: tuple[str, ...], force: bool) -> Ingested:
     """Run one chunk on whichever worker of the pool takes it, holding a slot of the chunk limit meanwhile."""
-    with concurrency(CHUNK_LIMIT, occupy=1, strict=True):
+    with holding_slot(CHUNK_LIMIT):
         try:
             run = run_deployment(
                 CHUNK_DEPLOYMENT, parameters=chunk_parameters(chunk, location_ids, force), poll_interval=POLL_SECONDS

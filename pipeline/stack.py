@@ -38,6 +38,11 @@ SERVER_STARTUP_SECONDS = 180.0
 # The Prefect server's own database, beside the warehouse on the same Postgres.
 PREFECT_DATABASE = "prefect"
 SERVER_DATABASE_URL = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
+# Concurrency slot leases (a deployment's limit, global limits) kept on disk under PREFECT_HOME rather
+# than in the server's memory: a restarted server still knows them, so the runs holding them are not
+# cancelled at their next renewal ("410 Gone"). Several server processes share leases through Redis
+# instead (prefect_redis.lease_storage).
+LEASE_STORAGE = {"PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem"}
 MIGRATION_TIMEOUT_SECONDS = 600.0
 
 
@@ -168,11 +173,16 @@ def worker_command(pool: str, python: str = sys.executable) -> list[str]:
 
 def server_database_env(warehouse_dsn: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The server's database settings: PREFECT_SERVER_DATABASE_CONNECTION_URL if set, else a `prefect`
-    database beside the warehouse (created if missing); migrations only by `upgrade_server_database`."""
+    database beside the warehouse (created if missing); migrations only by `upgrade_server_database`.
+    Its leases are kept where a restart finds them, unless `environ` names another lease storage."""
     environ = os.environ if environ is None else environ
     url = environ.get(SERVER_DATABASE_URL) or _ensure_prefect_database(warehouse_dsn)
     # Several server processes starting at once would race to migrate; `up` and the units migrate first.
-    return {SERVER_DATABASE_URL: url, "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false"}
+    return (
+        LEASE_STORAGE
+        | {name: environ[name] for name in LEASE_STORAGE if environ.get(name)}
+        | {SERVER_DATABASE_URL: url, "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false"}
+    )
 
 
 def prefect_database_url(warehouse_dsn: str, database: str = PREFECT_DATABASE) -> str:

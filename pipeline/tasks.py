@@ -9,7 +9,6 @@ from typing import NamedTuple
 import psycopg
 from prefect import get_run_logger, runtime, task
 from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID, TASK_SOURCE
-from prefect.concurrency.sync import rate_limit
 from prefect.futures import as_completed
 from prefect.settings import PREFECT_LOGGING_LEVEL
 from prefect.tasks import exponential_backoff
@@ -17,7 +16,7 @@ from prefect.tasks import exponential_backoff
 from blocks import Resources, SourceApi, Warehouse
 from pipeline import assets, extract, ledger, load, quota, transform
 from pipeline.backfill import Chunk
-from pipeline.concurrency import RATE_LIMIT_DECAY_PER_SECOND, RATE_LIMIT_SLOTS, ensure_limit_exists
+from pipeline.concurrency import RATE_LIMIT_DECAY_PER_SECOND, RATE_LIMIT_SLOTS, ensure_limit_exists, take_rate_limit
 from pipeline.errors import StepFailed, step
 from pipeline.locations import Location, read_locations
 from pipeline.settings import Settings
@@ -79,7 +78,7 @@ def fetch_observations(
         weight = quota.call_weight(len(locations), len(window))
         try:
             # strict: a limit missing here (ingest_window creates it) must not mean unpaced calls.
-            rate_limit(rate_limit_name, occupy=weight, timeout_seconds=rate_limit_timeout, strict=True)
+            take_rate_limit(rate_limit_name, weight, rate_limit_timeout)
         except TimeoutError:  # not transient: a limit this busy will not free up in a retry's delay
             raise TimeoutError(
                 f"waited {rate_limit_timeout:g} s for {weight} slots of the rate limit {rate_limit_name!r}"

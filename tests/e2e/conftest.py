@@ -71,39 +71,64 @@ def server_database(admin_url):
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
-@pytest.fixture(scope="package")
-def prefect_api(stack_paths, server_database):
-    """`prefect server start` on a free port, on a Postgres database migrated first; this process's client uses it."""
-    port = processes.free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    server_env = {
-        stack.SERVER_DATABASE_URL: server_database,
-        "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false",
-    }
-    # A queued run asks for a slot again after this many seconds (default 30).
-    env = (
-        stack.stack_env(stack_paths, api_url)
-        | server_env
-        | {
-            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "1",
-            # The tests create every run themselves: the real 06:00 and 07:05 runs, due while the
-            # suite happens to run then, would load today's window into the tests' warehouse.
-            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
-        }
-    )
-    stack.upgrade_server_database(env, stack_paths.logs / "server-migrations.log")
-    server = processes.start_process("server", stack.server_command(port), env, stack_paths.logs / "server.log")
-    try:
-        processes.wait_until(
-            lambda: stack.api_healthy(api_url), server, stack.SERVER_STARTUP_SECONDS, "the Prefect server"
+class PrefectServer:
+    """`prefect server start` on a fixed port and a Postgres database, which a test can stop and start again."""
+
+    def __init__(self, paths: stack.StackPaths, database_url: str):
+        self.port = processes.free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.log = paths.logs / "server.log"
+        self.env = (
+            stack.stack_env(paths, self.api_url)
+            | stack.LEASE_STORAGE
+            | {
+                stack.SERVER_DATABASE_URL: database_url,
+                "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false",
+                # A queued run asks for a slot again after this many seconds (default 30).
+                "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "1",
+                # The tests create every run themselves: the real 06:00 and 07:05 runs, due while the
+                # suite happens to run then, would load today's window into the tests' warehouse.
+                "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+            }
         )
-        with temporary_settings(updates={PREFECT_API_URL: api_url}):
-            yield api_url
-            # Deliver this process's queued events (block loads emit some) while the server listens:
-            # a later drain of every events worker, as prefect_test_harness does, would wait on it.
-            EventsWorker.drain_all()
+        self.process: processes.Process | None = None
+
+    def start(self) -> None:
+        self.process = processes.start_process("server", stack.server_command(self.port), self.env, self.log)
+        processes.wait_until(
+            lambda: stack.api_healthy(self.api_url), self.process, stack.SERVER_STARTUP_SECONDS, "the Prefect server"
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            processes.stop_process(self.process)
+
+    def restart(self) -> None:
+        """Stop the server (SIGTERM, as systemd does) and start it again on the same port and database."""
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="package")
+def prefect_server(stack_paths, server_database):
+    """The e2e tests' server, on a Postgres database migrated before it starts, as on a VM."""
+    server = PrefectServer(stack_paths, server_database)
+    stack.upgrade_server_database(server.env, stack_paths.logs / "server-migrations.log")
+    try:
+        server.start()
+        yield server
     finally:
-        processes.stop_process(server)
+        server.stop()
+
+
+@pytest.fixture(scope="package")
+def prefect_api(prefect_server):
+    """The server's API URL; this process's client uses it."""
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        yield prefect_server.api_url
+        # Deliver this process's queued events (block loads emit some) while the server listens:
+        # a later drain of every events worker, as prefect_test_harness does, would wait on it.
+        EventsWorker.drain_all()
 
 
 @pytest.fixture(scope="package")

@@ -1,7 +1,9 @@
 """Workers on separate hosts: two network namespaces, each with its own checkout, virtualenv, hostname and
 worker on the one pool, against the server, warehouse and source API of the root namespace."""
 
+import base64
 import re
+import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,15 +17,16 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.client.schemas.objects import FlowRun
+from pydantic import SecretStr
 
-from blocks import apply_blocks
-from pipeline import concurrency, deploy, processes, stack
+from blocks import WEBHOOK, NotificationWebhook, apply_blocks
+from pipeline import concurrency, deploy, notify, processes, stack
 from pipeline import warehouse as wh
 from pipeline.defaults import SOURCE_RATE_LIMIT as RATE_LIMIT
 from pipeline.settings import Settings
 from pipeline.source_server import FaultPlan
 from tests.e2e.conftest import CHECKOUT, POOL, Worker
-from tests.support import poll_until
+from tests.support import WebhookReceiver, poll_until
 from tests.support.checkouts import copy_checkout, install_virtualenv
 from tests.support.forward import TcpForwarder
 from tests.support.hosts import Hosts, HostsUnavailable
@@ -114,6 +117,38 @@ def host_blocks(configured, reachable, database_url, source):
     apply_blocks(Settings(database_url=reachable.database_url, source_url=reachable.source_url))
     yield
     apply_blocks(Settings(database_url=database_url, source_url=source.url))
+
+
+@pytest.fixture(scope="module")
+def host_receiver(hosts, host_blocks):
+    """A signed webhook endpoint in the root namespace, in the block the hosts' runs read, at the bridge address."""
+    with WebhookReceiver("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()) as receiver:
+        with TcpForwarder((hosts.gateway, receiver.port), ("127.0.0.1", receiver.port)):
+            url = receiver.url.replace("127.0.0.1", hosts.gateway)
+            NotificationWebhook(url=SecretStr(url), signing_key=SecretStr(receiver.secret)).save(
+                WEBHOOK, overwrite=True
+            )
+            try:
+                yield receiver
+            finally:
+                # Later modules expect no weather-webhook document, as `pipeline deploy` left it.
+                NotificationWebhook.delete(WEBHOOK)
+
+
+def received(receiver: WebhookReceiver, event_type: str, **data) -> list[dict]:
+    """The verified events of `event_type` whose data holds every item of `data`."""
+    return [
+        event for event in receiver.events() if event["type"] == event_type and data.items() <= event["data"].items()
+    ]
+
+
+def report_runs(run_ids: set[UUID]) -> list[FlowRun]:
+    """The report-run flow runs the crash alert automation started for any of `run_ids`."""
+    wanted = {str(run_id) for run_id in run_ids}
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("report-run/report-run")
+        runs = client.read_flow_runs(limit=200)
+    return [run for run in runs if run.deployment_id == deployment.id and run.parameters.get("flow_run_id") in wanted]
 
 
 @pytest.fixture
@@ -254,8 +289,8 @@ def quick_crash_detection(configured, tmp_path):
     deploy.apply_automations(CHECKOUT / deploy.AUTOMATIONS)
 
 
-def test_a_lost_hosts_chunk_runs_are_found_crashed_and_run_again_on_the_other_host(
-    host_workers, warehouse, source, quick_crash_detection
+def test_a_lost_hosts_chunk_runs_are_found_crashed_run_again_on_the_other_host_and_alerted_once(
+    host_workers, host_receiver, warehouse, source, quick_crash_detection
 ):
     first_host, second_host = host_workers
     first, last = LAST + timedelta(days=1), LAST + timedelta(days=12)
@@ -295,7 +330,25 @@ def test_a_lost_hosts_chunk_runs_are_found_crashed_and_run_again_on_the_other_ho
         second_host.start()
     runs = chunk_runs(backfill.id)
     completed = [run for run in runs if run.state.is_completed()]
-    raw, _, loaded_by = window_state(warehouse, first, last)
+    raw, mart, loaded_by = window_state(warehouse, first, last)
+    # Every crashed run's report has ended (a repeat would be in by then); the alerts they sent arrive.
+    reports = poll_until(
+        lambda: found if len(found := report_runs(lost_ids)) >= len(lost_ids) else [],
+        timeout=120,
+        interval=1.0,
+        what=lambda: f"a report-run for each of {lost_ids}:\n{first_host.log_tail()}",
+    )
+    reports = [first_host.wait_for_final_state(run.id) for run in reports]
+    crash_alerts = poll_until(
+        lambda: received(host_receiver, notify.RUN_FAILED, failed_step="crashed"),
+        timeout=60,
+        interval=0.5,
+        what="the crash alert",
+    )
+    completions = received(host_receiver, notify.BACKFILL_COMPLETED)
+    # What the same days are when one process backfills them, rewritten from the source.
+    reference = first_host.wait_for_final_state(create_backfill_run(first, last, reprocess="all").id, timeout=240)
+    reference_raw, reference_mart, _ = window_state(warehouse, first, last)
 
     assert final.state.is_completed(), f"{final.state.message}\n{first_host.log_tail()}"
     assert {run.id for run in crashed} == lost_ids
@@ -316,3 +369,13 @@ def test_a_lost_hosts_chunk_runs_are_found_crashed_and_run_again_on_the_other_ho
     assert sorted(raw) == [first + timedelta(days=n) for n in range((last - first).days + 1)]
     assert all(rows == keys == 24 * LOCATIONS for rows, keys, _ in raw.values()), raw
     assert set(loaded_by.values()) <= {run.id for run in completed}
+    # The same rows and published marts as a backfill in one process.
+    assert reference.state.is_completed(), f"{reference.state.message}\n{first_host.log_tail()}"
+    assert (raw, mart) == (reference_raw, reference_mart)
+    # The crash reached the webhook once, however many chunk runs the host took with it.
+    assert all(report.state.is_completed() for report in reports), [report.state for report in reports]
+    assert len(crash_alerts) == 1, crash_alerts
+    assert crash_alerts[0]["data"]["deployment"] == "backfill-chunk"
+    assert UUID(crash_alerts[0]["data"]["flow_run"]["id"]) in lost_ids
+    assert len(host_receiver.deliveries) == len({d.headers["webhook-id"] for d in host_receiver.deliveries})
+    assert [event["data"]["flow_run"]["id"] for event in completions].count(str(backfill.id)) == 1

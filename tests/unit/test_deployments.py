@@ -320,3 +320,14 @@ def test_prefect_yaml_backfill_chunk_is_the_deployment_a_spread_backfill_runs(pr
     assert "concurrency_limit" not in chunk
     assert chunk["work_pool"]["work_queue_name"] == "backfill"
     assert chunk["enforce_parameter_schema"] is True
+
+
+def test_systemd_server_unit_keeps_leases_on_disk_unless_the_env_file_says_otherwise():
+    lines = (DEPLOYMENTS / "systemd" / "prefect-server.service").read_text(encoding="utf-8").splitlines()
+    setting = "Environment=PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=prefect.server.concurrency.lease_storage.filesystem"
+
+    # EnvironmentFile= overrides Environment=: a Redis lease storage in the env file wins.
+    assert setting in lines
+    assert "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE" not in next(
+        line for line in lines if line.startswith("ExecStart=")
+    )

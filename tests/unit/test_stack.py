@@ -1,3 +1,4 @@
+from pipeline import stack
 from pipeline.stack import describe_database_url, prefect_database_url
 
 
@@ -21,3 +22,22 @@ def test_describe_database_url_hides_the_password():
     described = describe_database_url("postgresql+asyncpg://prefect:hunter2@127.0.0.1:5432/prefect")
 
     assert described == "postgresql+asyncpg://prefect:***@127.0.0.1:5432/prefect"
+
+
+def test_server_database_env_keeps_concurrency_leases_where_a_restarted_server_finds_them():
+    env = stack.server_database_env("", {stack.SERVER_DATABASE_URL: "postgresql+asyncpg://db/prefect"})
+
+    assert env["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] == "prefect.server.concurrency.lease_storage.filesystem"
+    assert env[stack.SERVER_DATABASE_URL] == "postgresql+asyncpg://db/prefect"
+    assert env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] == "false"
+
+
+def test_server_database_env_leaves_a_lease_storage_the_environment_names():
+    environ = {
+        stack.SERVER_DATABASE_URL: "postgresql+asyncpg://db/prefect",
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
+    }
+
+    assert stack.server_database_env("", environ)["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] == (
+        "prefect_redis.lease_storage"
+    )
