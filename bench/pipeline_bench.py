@@ -44,7 +44,7 @@ from psycopg import sql
 
 from blocks import Warehouse
 from pipeline import deploy, extract, load, stack, warehouse
-from pipeline.defaults import OFFLINE_ENV
+from pipeline.defaults import HEARTBEAT_SECONDS, OFFLINE_ENV
 from pipeline.locations import Location, read_locations
 from pipeline.settings import Settings
 from pipeline.spread import CHUNK_DEPLOYMENT
@@ -81,6 +81,8 @@ class Bench:
             "PREFECT_HOME": str(work / "prefect"),
             "PREFECT_LOGGING_LEVEL": "WARNING",
             "PIPELINE_SOURCE_RATE_LIMIT": "",
+            # The backfills run here, outside the `pipeline` command, heartbeat as every run must.
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
         }
         self.processes: list[subprocess.Popen] = []
 

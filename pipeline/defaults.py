@@ -13,3 +13,9 @@ OFFLINE_ENV = {
     "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 }
+
+# Seconds between a flow run's heartbeats. The weather-crashed-runs automation marks a run Crashed 90 s
+# after its last one; Prefect's default is 180 s, so a run started with it would be marked Crashed while
+# still running. prefect.yaml sets this for deployment runs, the `pipeline` command for the runs it
+# starts, deployments/weather.env.example for everything else on a VM.
+HEARTBEAT_SECONDS = 30

@@ -18,13 +18,14 @@ EPHEMERAL_STARTUP_SECONDS = 180
 
 def execute(command: Callable[[], int]) -> int:
     """Run one command under the pipeline's Prefect settings; bad input ends in one line and exit 2."""
-    from pipeline.defaults import OFFLINE_ENV
+    from pipeline.defaults import HEARTBEAT_SECONDS, OFFLINE_ENV
 
     # Not configuration but a switch the libraries read from the environment only (Prefect's client and
     # dbt honour DO_NOT_TRACK), here and in every process this one starts; a value the user set is kept.
     for name, value in OFFLINE_ENV.items():
         os.environ.setdefault(name, value)
     from prefect.settings import (
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
         PREFECT_SERVER_ANALYTICS_ENABLED,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
         temporary_settings,
@@ -36,6 +37,9 @@ def execute(command: Callable[[], int]) -> int:
         updates={
             PREFECT_SERVER_ANALYTICS_ENABLED: False,
             PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: EPHEMERAL_STARTUP_SECONDS,
+            # The flow runs this command starts heartbeat as deployment runs do (defaults.HEARTBEAT_SECONDS).
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY: os.environ.get(PREFECT_FLOWS_HEARTBEAT_FREQUENCY.name)
+            or HEARTBEAT_SECONDS,
         }
     ):
         try:

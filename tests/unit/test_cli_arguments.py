@@ -2,12 +2,16 @@ import io
 import subprocess
 import sys
 from datetime import date
+from pathlib import Path
 
 import pytest
+import yaml
 from rich.console import Console
 
 from pipeline.cli import commands, main
 from pipeline.cli.commands import BackfillRequest
+from pipeline.cli.context import execute
+from pipeline.defaults import HEARTBEAT_SECONDS
 from pipeline.progress import terminal_bar
 
 COMMANDS = [
@@ -43,6 +47,34 @@ def test_cli_help_imports_neither_prefect_nor_numpy_nor_the_flows():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
 
     assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_flow_runs_a_command_starts_heartbeat_as_the_crashed_runs_automation_expects(monkeypatch):
+    """Prefect's default (180 s) is past the automation's 90 s: a long CLI backfill would be marked Crashed."""
+    from prefect.settings import get_current_settings
+
+    seen = []
+    monkeypatch.delenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", raising=False)
+    execute(lambda: seen.append(get_current_settings().flows.heartbeat_frequency) or 0)
+    monkeypatch.setenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "60")
+    execute(lambda: seen.append(get_current_settings().flows.heartbeat_frequency) or 0)
+
+    assert seen == [HEARTBEAT_SECONDS, 60]
+
+
+def test_every_way_a_run_starts_heartbeats_well_inside_the_crashed_runs_wait():
+    root = Path(__file__).parents[2]
+    within = yaml.safe_load((root / "deployments/automations/crashed-runs.yaml").read_text())["trigger"]["within"]
+    job_env = yaml.safe_load((root / "prefect.yaml").read_text())["definitions"]["job_variables"]["env"]
+    vm_env = dict(
+        line.split("=", 1)
+        for line in (root / "deployments/weather.env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+
+    assert int(job_env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]) == HEARTBEAT_SECONDS
+    assert int(vm_env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]) == HEARTBEAT_SECONDS
+    assert HEARTBEAT_SECONDS * 3 <= within  # three missed heartbeats before a run is marked Crashed
 
 
 def test_cli_without_a_command_prints_help_and_exits_2(capsys):
