@@ -15,18 +15,17 @@ from uuid import UUID
 import psycopg
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.client.schemas.objects import FlowRun
 from pydantic import SecretStr
 
 from blocks import WEBHOOK, NotificationWebhook, apply_blocks
 from pipeline import concurrency, deploy, notify, processes, stack
-from pipeline import warehouse as wh
 from pipeline.defaults import SOURCE_RATE_LIMIT as RATE_LIMIT
 from pipeline.settings import Settings
 from pipeline.source_server import FaultPlan
 from tests.e2e.conftest import CHECKOUT, POOL, Worker
 from tests.support import WebhookReceiver, poll_until
+from tests.support.backfills import chunk_runs, window_state
 from tests.support.checkouts import copy_checkout, install_virtualenv
 from tests.support.forward import TcpForwarder
 from tests.support.hosts import Hosts, HostsUnavailable
@@ -217,24 +216,6 @@ def create_backfill_run(first: date = FIRST, last: date = LAST, **parameters) ->
         )
 
 
-def chunk_runs(parent: UUID) -> list[FlowRun]:
-    with get_client(sync_client=True) as client:
-        return client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent]))
-        )
-
-
-def window_state(conn, first: date = FIRST, last: date = LAST) -> tuple[dict, dict, dict]:
-    """Per-day raw and mart checksums of the window, and which flow run loaded each day."""
-    in_window = lambda checksums: {day: value for day, value in checksums.items() if first <= day <= last}  # noqa: E731
-    loaded_by = dict(
-        conn.execute(
-            "select day, flow_run_id from ops.load_ledger where day between %s and %s", [first, last]
-        ).fetchall()
-    )
-    return in_window(wh.day_checksums(conn, "raw")), in_window(wh.day_checksums(conn, "mart")), loaded_by
-
-
 def test_spread_backfill_runs_its_chunks_on_both_hosts_and_lands_what_the_in_process_one_did(
     host_workers, paced, warehouse, source
 ):
@@ -242,14 +223,14 @@ def test_spread_backfill_runs_its_chunks_on_both_hosts_and_lands_what_the_in_pro
     source.reset_counters()
     in_process = first_host.wait_for_final_state(create_backfill_run(reprocess="all").id, timeout=240)
     in_process_requests = source.request_times
-    in_process_raw, in_process_mart, in_process_by = window_state(warehouse)
+    in_process_raw, in_process_mart, in_process_by = window_state(warehouse, FIRST, LAST)
 
     # Two calls a second for both hosts together: one slot, freed after half a second.
     paced(2.0)
     source.reset_counters()
     spread = first_host.wait_for_final_state(create_backfill_run(reprocess="all", spread=True).id, timeout=240)
     requests = source.request_times
-    spread_raw, spread_mart, spread_by = window_state(warehouse)
+    spread_raw, spread_mart, spread_by = window_state(warehouse, FIRST, LAST)
     chunks = chunk_runs(spread.id)
     # Run again: the ledger says every day landed, so no chunk run starts and nothing is rewritten.
     rerun = first_host.wait_for_final_state(create_backfill_run(spread=True).id, timeout=240)
@@ -267,7 +248,7 @@ def test_spread_backfill_runs_its_chunks_on_both_hosts_and_lands_what_the_in_pro
     assert (spread_raw, spread_mart) == (in_process_raw, in_process_mart)
     assert rerun.state.is_completed(), f"{rerun.state.message}\n{first_host.log_tail()}"
     assert chunk_runs(rerun.id) == []
-    assert window_state(warehouse)[2] == spread_by
+    assert window_state(warehouse, FIRST, LAST)[2] == spread_by
     assert all(by_host.values()), by_host
     assert set().union(*by_host.values()) == {run.id for run in chunks}
     # Both hosts pulled at once, through the one rate limit: at most the slot plus two freed in any

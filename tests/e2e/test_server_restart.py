@@ -5,12 +5,11 @@ from datetime import date
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.client.schemas.objects import FlowRun
 
-from pipeline import warehouse as wh
 from pipeline.source_server import FaultPlan
 from tests.support import poll_until
+from tests.support.backfills import chunk_runs, window_state
 
 # Days no other e2e module loads: four chunks of the default 28 days, three in flight at once.
 FIRST, LAST = date(2023, 6, 1), date(2023, 8, 31)
@@ -26,24 +25,6 @@ def create_backfill_run(**parameters) -> FlowRun:
             deployment.id,
             parameters={"start_date": FIRST.isoformat(), "end_date": LAST.isoformat(), **parameters},
         )
-
-
-def chunk_runs(parent) -> list[FlowRun]:
-    with get_client(sync_client=True) as client:
-        return client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent]))
-        )
-
-
-def window_state(conn) -> tuple[dict, dict, dict]:
-    """Per-day raw and mart checksums of the window, and which flow run loaded each day."""
-    in_window = lambda checksums: {day: value for day, value in checksums.items() if FIRST <= day <= LAST}  # noqa: E731
-    loaded_by = dict(
-        conn.execute(
-            "select day, flow_run_id from ops.load_ledger where day between %s and %s", [FIRST, LAST]
-        ).fetchall()
-    )
-    return in_window(wh.day_checksums(conn, "raw")), in_window(wh.day_checksums(conn, "mart")), loaded_by
 
 
 @pytest.fixture
@@ -70,10 +51,10 @@ def test_spread_backfill_survives_a_server_restart_with_every_chunk_landed_once(
     finally:
         source.faults = FaultPlan()
     runs = chunk_runs(backfill.id)
-    spread_raw, spread_mart, loaded_by = window_state(warehouse)
+    spread_raw, spread_mart, loaded_by = window_state(warehouse, FIRST, LAST)
     # The same days backfilled again in the backfill's own process: what they must hold.
     reference = worker.wait_for_final_state(create_backfill_run(reprocess="all").id, timeout=240)
-    reference_raw, reference_mart, _ = window_state(warehouse)
+    reference_raw, reference_mart, _ = window_state(warehouse, FIRST, LAST)
 
     assert final.state.is_completed(), f"{final.state.message}\n{worker.log_tail()}"
     assert reference.state.is_completed(), f"{reference.state.message}\n{worker.log_tail()}"
