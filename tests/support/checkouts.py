@@ -27,7 +27,7 @@ def install_virtualenv(checkout: Path) -> str:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
     for command in (
-        [uv, "pip", "sync", "--quiet", "--python", python, "requirements.lock"],
+        [uv, "pip", "sync", "--quiet", "--compile-bytecode", "--python", python, "requirements.lock"],
         [uv, "pip", "install", "--quiet", "--python", python, "--no-deps", "-e", "."],
     ):
         result = subprocess.run(command, cwd=checkout, capture_output=True, text=True, timeout=600)
