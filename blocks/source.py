@@ -1,5 +1,8 @@
 """The source API block: where the Open-Meteo-compatible archive lives and how hard to call it."""
 
+import functools
+import ssl
+
 import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, field_validator
@@ -30,5 +33,15 @@ class SourceApi(Block):
     def client(self) -> httpx.Client:
         """An HTTP client bound to the API's base URL and timeout."""
         return httpx.Client(
-            base_url=self.base_url, timeout=self.timeout_seconds, headers={"user-agent": "weather-pipeline"}
+            base_url=self.base_url,
+            timeout=self.timeout_seconds,
+            headers={"user-agent": "weather-pipeline"},
+            verify=tls_context(),
         )
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The TLS context httpx builds for every new client (certifi's roots, or SSL_CERT_FILE / SSL_CERT_DIR),
+    built once per process: loading the roots takes ~30 ms, paid on every request before."""
+    return httpx.create_ssl_context()

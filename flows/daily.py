@@ -4,6 +4,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 
 from prefect import flow, get_run_logger, runtime
+from prefect.utilities.annotations import quote
 
 from blocks import Resources, run_resources
 from pipeline.backfill import revisit_window
@@ -50,7 +51,8 @@ def _process(resources: Resources, day: date, window: Window, horizon: date, par
         if stale := list_incomplete_days(warehouse, horizon):
             get_run_logger().warning("days still incomplete past the revision horizon: %s", ", ".join(map(str, stale)))
             alert_incomplete_days(resources, stale, settings.revision_horizon_days)
-    ingested = ingest_window(resources, locations, window, runtime.flow_run.id)
+    # quote(): Prefect would walk every location looking for futures to wait on (~1 s at 10,000).
+    ingested = ingest_window(resources, quote(locations), window, runtime.flow_run.id)
     transform_started = time.perf_counter()
     built = transform_window(warehouse, window, settings, parsed)
     summary = RunSummary(

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     # step); empty disables rate limiting, e.g. for the local source server.
     source_rate_limit: str = defaults.SOURCE_RATE_LIMIT
     locations_per_request: int = 100
+    # Requests of one window in flight at once (a daily run at 10,000 locations makes 100 of them).
+    fetch_concurrency: int = 4
     http_timeout_seconds: float = defaults.HTTP_TIMEOUT_SECONDS
     fetch_retries: int = 5
     # First retry delay; later ones double (Prefect's exponential_backoff), plus jitter.
@@ -88,6 +90,10 @@ class Settings(BaseSettings):
     # ingests ~10 % faster than with 14), and a crash loses at most the chunks in flight.
     backfill_chunk_days: int = 28
     backfill_workers: int = 3
+    # A spread backfill (--spread) gives each flow run up to this many consecutive chunks, loaded one
+    # after another: a run's start-up (the worker's poll, a process, imports: seconds) is paid once for
+    # them, and a lost host costs at most one run's chunks again.
+    spread_chunks_per_run: int = 4
     # Larger ranges need an explicit --yes: a typo in a year should not start a decade.
     backfill_max_days: int = 400
     # Embedded Postgres data directory, used only when database_url is unset.
