@@ -29,7 +29,8 @@ from pipeline.source_server import FaultPlan
 from tests.support.forward import TcpForwarder
 from tests.support.hosts import Hosts, HostsUnavailable
 
-# Two-day chunks: the short drill's 8 days are four chunk runs, some on each host.
+# Two-day chunks: the short drill's 8 days are four chunks in three chunk runs (one per slot of the
+# chunk limit), some on each host.
 CHUNK_DAYS = "2"
 # The weather-crashed-runs automation's wait, shortened from 90 s (three of the 30 s heartbeats) to keep
 # the drill short; still above one heartbeat interval, with slack.

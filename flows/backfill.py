@@ -8,6 +8,7 @@ from prefect import flow, runtime
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from blocks import run_resources
 from pipeline import quota
@@ -21,7 +22,7 @@ from pipeline.runs import run_notifier
 from pipeline.summary import RunSummary, WindowSummary
 from pipeline.tasks import ingest_window, prepare_warehouse, read_ledger, transform_window
 from pipeline.transform import ParsedProject
-from pipeline.window import Window, check_not_future
+from pipeline.window import Window, check_not_future, chunk
 
 notify_backfill = run_notifier("backfill")
 
@@ -100,8 +101,11 @@ def backfill_weather(
 # A chunk is a slice of a backfill: the backfill's own bound applies to it as well.
 @flow(name="backfill-chunk")
 @timed_by("backfill_timeout_seconds")
-def backfill_chunk(first: date, last: date, location_ids: list[str], force: bool = False) -> int:
-    """Load one chunk of a spread backfill: the days [first, last] of `location_ids`; returns the rows loaded.
+def backfill_chunk(
+    first: date, last: date, location_ids: list[str], force: bool = False, chunk_days: int | None = None
+) -> int:
+    """Load a spread backfill's chunks: the days [first, last] of `location_ids`, `chunk_days` at a time (all at
+    once without it), one after another; returns the rows loaded.
 
     The backfill that started it plans, transforms and reports; this run only extracts and loads.
     """
@@ -110,4 +114,7 @@ def backfill_chunk(first: date, last: date, location_ids: list[str], force: bool
     with step("prepare", window):
         # Every worker reads the same locations file; one that lacks a location says so.
         locations = read_chosen_locations(resources.settings.locations_file, location_ids)
-    return ingest_window(resources, locations, window, runtime.flow_run.id, cache=False, force=force).rows
+    return sum(
+        ingest_window(resources, quote(locations), days, runtime.flow_run.id, cache=False, force=force).rows
+        for days in chunk(window, chunk_days or len(window))
+    )

@@ -75,7 +75,10 @@ def load_chunks(
         if spread:
             get_run_logger().info(ensure_chunk_limit(resources.settings.backfill_workers))
             ids = [location.location_id for location in locations]
-            outcomes = spread_chunks(resources.warehouse, ids, chunks, force)
+            settings = resources.settings
+            outcomes = spread_chunks(
+                resources.warehouse, ids, chunks, force, settings.backfill_chunk_days, settings.spread_chunks_per_run
+            )
         else:
             outcomes = ingest_chunks(resources, locations, chunks, flow_run_id, force)
         for outcome in outcomes:

@@ -1,7 +1,9 @@
 """A backfill spread over the work pool: each chunk a flow run of the backfill-chunk deployment."""
 
+import itertools
+import math
 from collections.abc import Iterator, Sequence
-from datetime import date
+from datetime import date, timedelta
 
 from prefect import get_client, task
 from prefect.cache_policies import NO_CACHE
@@ -40,14 +42,46 @@ class ChunkRunFailed(Exception):
         )
 
 
-def chunk_parameters(chunk: Window, location_ids: Sequence[str], force: bool) -> dict:
-    """The backfill-chunk deployment's parameters for one chunk, as JSON."""
-    return {
+def chunk_parameters(chunk: Window, location_ids: Sequence[str], force: bool, chunk_days: int | None = None) -> dict:
+    """The backfill-chunk deployment's parameters for one run (its days loaded `chunk_days` at a time), as JSON."""
+    parameters = {
         "first": chunk.first.isoformat(),
         "last": chunk.last.isoformat(),
         "location_ids": list(location_ids),
         "force": force,
     }
+    return parameters | ({"chunk_days": chunk_days} if chunk_days else {})
+
+
+def joined(chunks: Sequence[Chunk]) -> Chunk:
+    """Consecutive chunks of the same locations as one."""
+    return Chunk(Window(chunks[0].days.first, chunks[-1].days.last), chunks[0].location_ids)
+
+
+def run_chunks(chunks: Sequence[Chunk], per_run: int, slots: int) -> list[Chunk]:
+    """The flow runs a spread backfill starts: its consecutive chunks (adjacent days, the same locations)
+    joined, at most `per_run` to a run, in a multiple of `slots` runs of about equal size.
+
+    A run's start-up (the worker's poll, a process, imports) is paid once for its chunks, and
+    equal runs keep every slot busy to the end: 27 chunks in 3 slots, 4 per run, are 9 runs of 3.
+    """
+    if per_run < 1 or slots < 1:
+        raise ValueError(f"chunks per run and slots must be >= 1, got {per_run} and {slots}")
+    stretches: list[list[Chunk]] = []
+    for chunk in chunks:
+        last = stretches[-1][-1] if stretches else None
+        if last and last.location_ids == chunk.location_ids and last.days.last + timedelta(days=1) == chunk.days.first:
+            stretches[-1].append(chunk)
+        else:
+            stretches.append([chunk])
+    needed = sum(math.ceil(len(stretch) / per_run) for stretch in stretches)
+    total = min(len(chunks), math.ceil(needed / slots) * slots)
+    runs: list[Chunk] = []
+    for stretch in stretches:
+        count = min(len(stretch), max(math.ceil(len(stretch) / per_run), round(len(stretch) * total / len(chunks))))
+        bounds = [round(index * len(stretch) / count) for index in range(count + 1)]
+        runs.extend(joined(stretch[start:end]) for start, end in itertools.pairwise(bounds))
+    return runs
 
 
 def landed(chunk: Window, stored: dict[date, tuple[int, str]]) -> list[DayLoad]:
@@ -78,6 +112,12 @@ def ensure_chunk_limit(slots: int) -> str:
     return f"{CHUNK_LIMIT}: present"
 
 
+def chunk_slots() -> int:
+    """How many chunk runs the chunk limit lets run at once, as its operator set it."""
+    with get_client(sync_client=True) as client:
+        return client.read_global_concurrency_limit_by_name(CHUNK_LIMIT).limit
+
+
 def rerun_if_crashed(task, task_run, state) -> bool:
     """Start a chunk again only when its run crashed (a lost worker): a failed load would fail again."""
     try:
@@ -96,12 +136,17 @@ def rerun_if_crashed(task, task_run, state) -> bool:
     retries=CRASH_RERUNS,
     retry_condition_fn=rerun_if_crashed,
 )
-def run_backfill_chunk(warehouse: Warehouse, chunk: Window, location_ids: tuple[str, ...], force: bool) -> Ingested:
-    """Run one chunk on whichever worker of the pool takes it, holding a slot of the chunk limit meanwhile."""
+def run_backfill_chunk(
+    warehouse: Warehouse, chunk: Window, location_ids: tuple[str, ...], force: bool, chunk_days: int | None = None
+) -> Ingested:
+    """Run one chunk (loaded `chunk_days` at a time) on whichever worker of the pool takes it, holding a slot of
+    the chunk limit meanwhile."""
     with holding_slot(CHUNK_LIMIT):
         try:
             run = run_deployment(
-                CHUNK_DEPLOYMENT, parameters=chunk_parameters(chunk, location_ids, force), poll_interval=POLL_SECONDS
+                CHUNK_DEPLOYMENT,
+                parameters=chunk_parameters(chunk, location_ids, force, chunk_days),
+                poll_interval=POLL_SECONDS,
             )
         except ObjectNotFound:
             raise RuntimeError(
@@ -116,12 +161,21 @@ def run_backfill_chunk(warehouse: Warehouse, chunk: Window, location_ids: tuple[
 
 
 def spread_chunks(
-    warehouse: Warehouse, location_ids: Sequence[str], chunks: Sequence[Chunk], force: bool = False
+    warehouse: Warehouse,
+    location_ids: Sequence[str],
+    chunks: Sequence[Chunk],
+    force: bool = False,
+    chunk_days: int | None = None,
+    per_run: int = 1,
 ) -> Iterator[Ingested | StepFailed]:
-    """Run every chunk as a flow run of its own; yields each as it lands, a failed one as StepFailed."""
+    """Run the chunks as flow runs of the backfill-chunk deployment, up to `per_run` consecutive ones in each
+    (each loaded `chunk_days` at a time); yields each run's days as they land, a failed run as StepFailed."""
+    runs = run_chunks(chunks, per_run, chunk_slots()) if per_run > 1 else list(chunks)
     futures = {
-        run_backfill_chunk.submit(warehouse, chunk.days, chunk.location_ids or tuple(location_ids), force): chunk.days
-        for chunk in chunks
+        run_backfill_chunk.submit(
+            warehouse, run.days, run.location_ids or tuple(location_ids), force, chunk_days if per_run > 1 else None
+        ): run.days
+        for run in runs
     }
     for future in as_completed(list(futures)):
         try:

@@ -12,10 +12,11 @@ import pytest
 from prefect import get_client
 from prefect.settings import PREFECT_API_URL
 
-from flows.backfill import backfill_weather
+from flows.backfill import backfill_chunk, backfill_weather
 from flows.daily import daily_weather
 from pipeline import warehouse
 from pipeline.cli import main
+from pipeline.locations import read_locations
 from pipeline.source_server import FaultPlan
 from tests.support import poll_until
 
@@ -32,6 +33,25 @@ def backfill(start=START, end=END, **kwargs):
 
 def state_of(db):
     return warehouse.day_checksums(db, "raw"), warehouse.day_checksums(db, "mart")
+
+
+def test_a_chunk_run_of_several_chunks_loads_them_one_after_another_as_a_backfill_would(
+    pipeline_env, db, source, locations_file
+):
+    backfill(reprocess="all")
+    reference = state_of(db)[0]
+    ids = [location.location_id for location in read_locations(locations_file)]
+    source.reset_counters()
+
+    # What a spread backfill hands one flow run: two 2-day chunks of the four days.
+    state = backfill_chunk(START, END, ids, force=True, chunk_days=2, return_state=True)
+
+    assert state.is_completed(), str(state.result(raise_on_failure=False))
+    assert state.result() == DAYS * 24 * LOCATION_COUNT
+    assert source.requests == 2 * 3  # two chunks, each 5 locations in requests of 2
+    assert state_of(db)[0] == reference
+    loaded_by = db.execute("select distinct flow_run_id from ops.load_ledger where day between %s and %s", [START, END])
+    assert [str(run_id) for (run_id,) in loaded_by] == [str(state.state_details.flow_run_id)]
 
 
 @pytest.fixture
