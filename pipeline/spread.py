@@ -1,4 +1,4 @@
-"""A backfill spread over the work pool: each chunk a flow run of the backfill-chunk deployment."""
+"""A backfill spread over the work pool: its chunks as flow runs of the backfill-chunk deployment."""
 
 import itertools
 import math
