@@ -78,7 +78,8 @@ class Settings(BaseSettings):
     # step); empty disables rate limiting, e.g. for the local source server.
     source_rate_limit: str = defaults.SOURCE_RATE_LIMIT
     locations_per_request: int = 100
-    # Requests of one window in flight at once (a daily run at 10,000 locations makes 100 of them).
+    # Requests of one window in flight at once, where it is the only window in flight (a daily run, a
+    # spread backfill's chunk run); a backfill's chunks in its own threads make one request at a time each.
     fetch_concurrency: int = 4
     http_timeout_seconds: float = defaults.HTTP_TIMEOUT_SECONDS
     fetch_retries: int = 5

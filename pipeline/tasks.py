@@ -183,10 +183,13 @@ def ingest_window(
     flow_run_id: str | None,
     cache: bool = True,
     force: bool = False,
+    alone: bool = True,
 ) -> Ingested:
     """Extract then load one window; a failure in either marks its days failed in the ledger.
 
-    The daily run ingests its window once; a backfill submits one per chunk, in parallel.
+    The daily run ingests its window once; a backfill submits one per chunk, in parallel, not
+    `alone`: its chunks in flight already overlap their requests, one request at a time each
+    (four each measured 1.11× slower in one process on two cores).
     """
     settings, source, warehouse = resources.settings, resources.source, resources.warehouse
     fetch = fetcher(settings, cache=cache)
@@ -195,7 +198,8 @@ def ingest_window(
         with step("extract", window):
             if source.rate_limit:  # a server without the limit would let calls through unpaced
                 ensure_limit_exists(source.rate_limit, RATE_LIMIT_SLOTS, RATE_LIMIT_DECAY_PER_SECOND)
-            batches = fetch_batches(fetch, resources, locations, window, flow_run_id)
+            concurrency = settings.fetch_concurrency if alone else 1
+            batches = fetch_batches(fetch, resources, locations, window, flow_run_id, concurrency)
         extracted = time.perf_counter()
         with step("load", window):
             events_from = source.base_url if settings.asset_events else None
@@ -213,9 +217,14 @@ def ingest_window(
 
 
 def fetch_batches(
-    fetch, resources: Resources, locations: tuple[Location, ...], window: Window, flow_run_id: str | None
+    fetch,
+    resources: Resources,
+    locations: tuple[Location, ...],
+    window: Window,
+    flow_run_id: str | None,
+    concurrency: int,
 ) -> list[extract.Observations]:
-    """Every request of `window` for `locations`, `fetch_concurrency` at a time, in the order of the batches.
+    """Every request of `window` for `locations`, `concurrency` at a time, in the order of the batches.
 
     The source answers one request while the last one's answer is parsed here. The first request
     goes alone: an answer no request of the window can get past (a 400 for its dates, a spent
@@ -233,10 +242,10 @@ def fetch_batches(
         }
         for batch in extract.batch_locations(locations, settings.locations_per_request)
     ]
-    if len(requests) < 2 or settings.fetch_concurrency < 2:
+    if len(requests) < 2 or concurrency < 2:
         return [fetch(**request) for request in requests]
     first = fetch(**requests[0])
-    with ThreadPoolTaskRunner(max_workers=min(settings.fetch_concurrency, len(requests) - 1)) as runner:
+    with ThreadPoolTaskRunner(max_workers=min(concurrency, len(requests) - 1)) as runner:
         futures = [runner.submit(fetch, request) for request in requests[1:]]
         # In order, so the load is the same whichever answer came first. The first failure fails the
         # window; leaving the runner cancels the requests not yet started.
@@ -261,7 +270,9 @@ def ingest_chunks(
             chunk = queue.pop(0)
             fetched = chunk.fetched(locations)
             pending.append(
-                ingest_window.submit(resources, quote(fetched), chunk.days, flow_run_id, cache=False, force=force)
+                ingest_window.submit(
+                    resources, quote(fetched), chunk.days, flow_run_id, cache=False, force=force, alone=False
+                )
             )
         done = next(as_completed(pending))
         pending.remove(done)
