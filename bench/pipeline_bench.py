@@ -322,16 +322,44 @@ def spread_stage(bench: "Bench", locations: Path, count: int, years: float, work
             bench.stop_process(worker)
     same = all(snapshot == states["in-process"][0] for arm in states for snapshot in states[arm])
     with temporary_settings(updates={PREFECT_API_URL: bench.env["PREFECT_API_URL"]}):
-        taken = Counter(run.labels.get("prefect.worker.name", "?") for run in chunk_runs())
+        runs = [run for run in chunk_runs() if run.start_time and run.end_time]
+    taken = Counter(run.labels.get("prefect.worker.name", "?") for run in runs)
+    # Where a chunk run's time goes: from its creation to Running (the worker's poll, a process,
+    # imports, the pull step), then running.
+    starting = statistics.median((run.start_time - run.created).total_seconds() for run in runs)
+    running = statistics.median((run.end_time - run.start_time).total_seconds() for run in runs)
     one, spread = statistics.median(walls["in-process"]), statistics.median(walls["spread"])
     print(
         f"spread: backfill {days} days × {count:,} locations ({days * 24 * count:,} rows), reprocess all, "
         f"median of {repeats}, arms taking turns: in one process {one:.1f} s | spread over {workers} process "
         f"workers {spread:.1f} s | spread / in-process = {spread / one:.2f}× (target ≤ 1.15×); "
         f"identical per-day checksums across arms: {same}; chunk runs by worker "
-        f"{', '.join(f'{name} {count}' for name, count in sorted(taken.items()))}; runs in-process "
+        f"{', '.join(f'{name} {count}' for name, count in sorted(taken.items()))} ({len(runs) // repeats} a "
+        f"backfill), median {starting:.1f} s from creation to Running, {running:.1f} s running; runs in-process "
         f"{', '.join(f'{w:.1f}' for w in walls['in-process'])}, spread {', '.join(f'{w:.1f}' for w in walls['spread'])}"
     )
+    bench.drop_database("weather_bench")
+
+
+def fetch_stage(bench: "Bench", locations: Path, repeats: int) -> None:
+    """A half-year backfill (reprocess all) with a window's requests one at a time vs `fetch_concurrency` (4)
+    at a time, taking turns: what the concurrency does where chunks already run side by side."""
+    window = Window(date(2023, 1, 1), date(2023, 6, 30))
+    dsn = bench.fresh_database("weather_bench")
+    command = ["backfill", "--start", str(window.first), "--end", str(window.last), "--reprocess", "all", "--yes"]
+    env = {"PIPELINE_DATABASE_URL": dsn, "PIPELINE_LOCATIONS_FILE": str(locations)}
+    bench.pipeline(command, **env)  # warm-up: schema, every day loaded once
+    arms = {"one at a time": "1", "four at a time (default)": "4"}
+    walls: dict[str, list[float]] = {arm: [] for arm in arms}
+    for _ in range(repeats):
+        for arm, concurrency in arms.items():
+            wall, _, _ = bench.pipeline(command, **env, PIPELINE_FETCH_CONCURRENCY=concurrency)
+            walls[arm].append(wall)
+    base = statistics.median(walls["one at a time"])
+    print(f"fetch: backfill {len(window)} days × 1,000 locations in one process, reprocess all, median of {repeats}")
+    for arm, values in walls.items():
+        median = statistics.median(values)
+        print(f"  requests {arm}: {median:.1f} s ({median / base:.2f}×); runs {', '.join(f'{w:.1f}' for w in values)}")
     bench.drop_database("weather_bench")
 
 
@@ -344,16 +372,21 @@ def scale_stage(bench: "Bench", sizes: dict[int, Path], repeats: int) -> None:
         bench.pipeline(["run", "--date", str(DAY - timedelta(days=1))], **envs[count])  # warm-up: schema, dbt parse
     walls: dict[int, list[float]] = {count: [] for count in sizes}
     peaks: dict[int, list[int]] = {count: [] for count in sizes}
+    steps: dict[int, list[dict[str, float]]] = {count: [] for count in sizes}
     for offset in range(repeats):
         for count in sizes:
-            wall, peak, _ = bench.pipeline(["run", "--date", str(DAY + timedelta(days=offset))], **envs[count])
-            walls[count].append(wall), peaks[count].append(peak)
+            wall, peak, output = bench.pipeline(["run", "--date", str(DAY + timedelta(days=offset))], **envs[count])
+            walls[count].append(wall), peaks[count].append(peak), steps[count].append(step_seconds(output))
     base, top = min(sizes), max(sizes)
     print(f"scale: daily run (6-day window) by locations, median of {repeats}, sizes taking turns")
     for count in sizes:
+        med = {step: statistics.median(timing[step] for timing in steps[count]) for step in steps[count][0]}
+        wall = statistics.median(walls[count])
         print(
-            f"  × {count:,} locations ({count * 144:,} rows): wall {statistics.median(walls[count]):.1f} s, "
-            f"peak {mb(statistics.median(peaks[count]))} (max {mb(max(peaks[count]))})"
+            f"  × {count:,} locations ({count * 144:,} rows): wall {wall:.1f} s, "
+            f"peak {mb(statistics.median(peaks[count]))} (max {mb(max(peaks[count]))}) | extract "
+            f"{med['extract']:.2f} s, load {med['load']:.2f} s, dbt build + publish {med['dbt']:.1f} s, "
+            f"the rest (process, imports, Prefect, dbt parse) {wall - sum(med.values()):.1f} s"
         )
     print(
         f"  {top:,} / {base:,}: wall {statistics.median(walls[top]):.1f} s (target ≤ 30 s), memory "
@@ -365,7 +398,7 @@ def scale_stage(bench: "Bench", sizes: dict[int, Path], repeats: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stages", default="daily,ceiling,backfill,baseline,history,dbt,assets,spread,scale")
+    parser.add_argument("--stages", default="daily,ceiling,backfill,baseline,history,dbt,assets,fetch,spread,scale")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--years", type=float, default=2.0, help="spread: the backfill's length")
     parser.add_argument("--locations", type=int, default=1000, help="spread and scale: locations (scale's base)")
@@ -415,6 +448,8 @@ def main() -> None:
                 bench.drop_database("weather_bench")
         if "assets" in stages:
             assets_stage(bench, large, args.repeats)
+        if "fetch" in stages:
+            fetch_stage(bench, large, args.repeats)
         if "spread" in stages or "scale" in stages:
             sized = write_locations(work / f"l{args.locations}.csv", args.locations)
         if "spread" in stages:
