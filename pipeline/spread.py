@@ -170,12 +170,12 @@ def spread_chunks(
 ) -> Iterator[Ingested | StepFailed]:
     """Run the chunks as flow runs of the backfill-chunk deployment, up to `per_run` consecutive ones in each
     (each loaded `chunk_days` at a time); yields each run's days as they land, a failed run as StepFailed."""
-    runs = run_chunks(chunks, per_run, chunk_slots()) if per_run > 1 else list(chunks)
+    # With one chunk a run, the runs are the chunks themselves.
     futures = {
         run_backfill_chunk.submit(
-            warehouse, run.days, run.location_ids or tuple(location_ids), force, chunk_days if per_run > 1 else None
+            warehouse, run.days, run.location_ids or tuple(location_ids), force, chunk_days
         ): run.days
-        for run in runs
+        for run in run_chunks(chunks, per_run, chunk_slots())
     }
     for future in as_completed(list(futures)):
         try:
