@@ -15,6 +15,8 @@ import psutil
 from pipeline.settings import PROJECT_ROOT
 
 STOP_TIMEOUT_SECONDS = 15.0
+# A start time above this (2003 in epoch seconds, 30 years of uptime) is a wall-clock one.
+_WALL_CLOCK_RECORD = 1e9
 
 
 class ProcessError(Exception):
@@ -27,7 +29,8 @@ class Process:
 
     name: str
     pid: int
-    # The kernel's start time tells our process from a later one that reuses its PID.
+    # Seconds from boot to the process's start (see `started_at`): tells our process from a later
+    # one that reuses its PID.
     started_at: float
     log: str
     stop_signal: str = "SIGTERM"
@@ -53,9 +56,25 @@ def start_process(name: str, argv: list[str], env: dict[str, str], log_path: Pat
 
 def record(name: str, pid: int, log: str, stop_signal: str = "SIGTERM", group: bool = True) -> Process:
     """The record of the running process `pid`, with the start time that tells it from a later one."""
-    return Process(
-        name=name, pid=pid, started_at=psutil.Process(pid).create_time(), log=log, stop_signal=stop_signal, group=group
-    )
+    return Process(name=name, pid=pid, started_at=started_at(pid), log=log, stop_signal=stop_signal, group=group)
+
+
+def started_at(pid: int) -> float:
+    """Seconds from boot to the start of process `pid`, as the kernel counts them (psutil.NoSuchProcess if gone).
+
+    Not psutil's `create_time()`: that adds the boot time, which Linux derives from the wall clock, so
+    it moves by a second or more when NTP steps the clock, and a running process would no longer match
+    its record: `down` and the tests' `stop` would leave it running.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        raise psutil.NoSuchProcess(pid) from None
+    except OSError:  # no procfs (macOS): the wall-clock start time is the best there is
+        return psutil.Process(pid).create_time()
+    # Field 22, counted after the command name, which may itself hold spaces and parentheses.
+    ticks = int(stat.rpartition(")")[2].split()[19])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def stop_process(process: Process, timeout: float = STOP_TIMEOUT_SECONDS) -> str:
@@ -93,8 +112,12 @@ def kill_tree(pid: int) -> None:
 def is_running(process: Process) -> bool:
     """Whether the recorded process is still alive, and is still the process we started."""
     try:
-        proc = psutil.Process(process.pid)
-        return abs(proc.create_time() - process.started_at) < 0.01 and proc.status() != psutil.STATUS_ZOMBIE
+        if process.started_at > _WALL_CLOCK_RECORD:
+            # Recorded by an earlier version as a wall-clock time (a stack `up` before an upgrade).
+            same = abs(psutil.Process(process.pid).create_time() - process.started_at) < 1.0
+        else:
+            same = abs(started_at(process.pid) - process.started_at) < 0.01
+        return same and psutil.Process(process.pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
 
