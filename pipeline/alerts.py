@@ -18,7 +18,8 @@ class Alert:
 
     event_type: str
     data: dict
-    # `<flow>/<deployment>`: whose alert it is.
+    # `<flow>/<deployment>`: whose alert it is; `<flow>/<deployment>/<parent run id>` for a run that
+    # another run started, whose alerts are once per parent run.
     deployment: str
     logical_date: date
     # "failed", "late", "incomplete", "crashed": what went wrong with the day.

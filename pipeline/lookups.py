@@ -82,6 +82,8 @@ class KnownRun:
     run: FlowRun
     flow_name: str
     deployment_name: str | None
+    # The flow run that started this one through a task (a spread backfill, for its chunk runs).
+    parent_run_id: UUID | None = None
 
     @property
     def key(self) -> str:
@@ -97,8 +99,9 @@ class KnownRun:
 
 
 def read_run(flow_run_id: str) -> KnownRun:
-    """The flow run `flow_run_id`, its flow's name and its deployment's."""
+    """The flow run `flow_run_id`, its flow's name, its deployment's and the run that started it, if one did."""
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(flow_run_id))
         deployment = client.read_deployment(run.deployment_id) if run.deployment_id else None
-        return KnownRun(run, client.read_flow(run.flow_id).name, deployment.name if deployment else None)
+        parent = client.read_task_run(run.parent_task_run_id).flow_run_id if run.parent_task_run_id else None
+        return KnownRun(run, client.read_flow(run.flow_id).name, deployment.name if deployment else None, parent)

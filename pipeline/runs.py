@@ -139,7 +139,11 @@ def ended_run_alert(ended: KnownRun, kind: str) -> alerts.Alert:
         "failed_step": kind,
         "error": run.state.message if run.state else None,
     }
-    return alerts.Alert(notify.RUN_FAILED, data, ended.key, ended.logical_date, kind, flow_run_id)
+    # A run that another started (a spread backfill's chunk run) alerts once for that run, however many
+    # of its runs one lost host took, and again for a later backfill the same day; a run of its own,
+    # once per logical date.
+    scope = f"{ended.key}/{ended.parent_run_id}" if ended.parent_run_id else ended.key
+    return alerts.Alert(notify.RUN_FAILED, data, scope, ended.logical_date, kind, flow_run_id)
 
 
 def send_alert(resources: Resources, alert: alerts.Alert) -> bool:

@@ -7,13 +7,18 @@ import secrets
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
+from uuid import uuid4
 
 import pytest
+from prefect.client.schemas.objects import FlowRun
+from prefect.states import Crashed
 
 from blocks import Resources
 from flows.daily import daily_weather
 from pipeline import notify, outbox, warehouse
 from pipeline.cli import main
+from pipeline.lookups import KnownRun
+from pipeline.runs import ended_run_alert, send_alert
 from pipeline.settings import Settings
 from pipeline.source_server import FaultPlan
 from tests.support import WebhookReceiver
@@ -101,6 +106,28 @@ def test_a_day_failing_twice_alerts_once(notifying, source):
         assert daily_weather(logical_date=DAY, lookback_days=0, return_state=True).is_failed()
 
     assert [json.loads(delivery.body)["type"] for delivery in notifying.deliveries] == ["pipeline.run.failed"]
+
+
+def test_crashed_chunk_runs_alert_once_per_backfill_and_again_for_a_later_backfill_the_same_day(notifying):
+    # What report-run sends for each chunk run a lost host took: two of one spread backfill, then
+    # one of a later backfill on the same day (the server's runs are stood in for by their records).
+    resources = Resources.build(Settings())
+    first_backfill, later_backfill = uuid4(), uuid4()
+    crashed = [
+        KnownRun(
+            FlowRun(flow_id=uuid4(), expected_start_time=datetime(2024, 3, 10, 6, tzinfo=UTC), state=Crashed()),
+            "backfill-chunk",
+            "backfill-chunk",
+            parent,
+        )
+        for parent in (first_backfill, first_backfill, later_backfill)
+    ]
+
+    sent = [send_alert(resources, ended_run_alert(chunk_run, "crashed")) for chunk_run in crashed]
+
+    assert sent == [True, False, True]
+    alerted = [delivery.verified()["data"]["flow_run"]["id"] for delivery in notifying.deliveries]
+    assert alerted == [str(crashed[0].run.id), str(crashed[2].run.id)]
 
 
 def test_a_late_day_alerts_once_then_reports_recovery(notifying, capsys):

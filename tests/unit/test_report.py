@@ -35,3 +35,20 @@ def test_ended_run_alert_is_a_failure_of_the_day_keyed_by_flow_and_deployment():
         "crashed",
     )
     assert alert.data["failed_step"] == "crashed" and alert.data["logical_date"] == "2024-03-09"
+
+
+def test_a_chunk_runs_crash_alert_is_scoped_to_the_backfill_that_started_it():
+    expected = datetime(2024, 3, 10, 6, tzinfo=UTC)
+    backfill, later_backfill = uuid4(), uuid4()
+    chunk_runs = [
+        KnownRun(run(expected), "backfill-chunk", "backfill-chunk", parent)
+        for parent in (backfill, backfill, later_backfill)
+    ]
+
+    scopes = [ended_run_alert(chunk_run, "crashed").deployment for chunk_run in chunk_runs]
+
+    assert scopes == [
+        f"backfill-chunk/backfill-chunk/{backfill}",
+        f"backfill-chunk/backfill-chunk/{backfill}",
+        f"backfill-chunk/backfill-chunk/{later_backfill}",
+    ]
