@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import psycopg
-from prefect import get_run_logger, runtime, task
+from prefect import Task, get_run_logger, runtime, task
 from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID, TASK_SOURCE
 from prefect.futures import as_completed
 from prefect.settings import PREFECT_LOGGING_LEVEL
@@ -217,7 +217,7 @@ def ingest_window(
 
 
 def fetch_batches(
-    fetch,
+    fetch: Task[..., extract.Observations],
     resources: Resources,
     locations: tuple[Location, ...],
     window: Window,
