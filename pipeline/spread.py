@@ -11,6 +11,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks import Warehouse
 from pipeline import ledger
@@ -170,15 +171,28 @@ def spread_chunks(
 ) -> Iterator[Ingested | StepFailed]:
     """Run the chunks as flow runs of the backfill-chunk deployment, up to `per_run` consecutive ones in each
     (each loaded `chunk_days` at a time); yields each run's days as they land, a failed run as StepFailed."""
-    # With one chunk a run, the runs are the chunks themselves.
-    futures = {
-        run_backfill_chunk.submit(
-            warehouse, run.days, run.location_ids or tuple(location_ids), force, chunk_days
-        ): run.days
-        for run in run_chunks(chunks, per_run, chunk_slots())
-    }
-    for future in as_completed(list(futures)):
-        try:
-            yield future.result()
-        except Exception as exc:
-            yield exc if isinstance(exc, StepFailed) else StepFailed("load", futures[future], exc)
+    slots = chunk_slots()
+    # No more runs waiting here than the limit has slots: a task denied a slot is told by the server
+    # to ask again after the slots' average occupancy, capped at 30 s, so a queue at the limit left
+    # every slot idle for up to that long after each run. Here the next run starts as a slot frees;
+    # the limit still bounds the runs of every backfill and worker together.
+    with ThreadPoolTaskRunner(max_workers=slots) as runner:
+        futures = {
+            runner.submit(
+                run_backfill_chunk,
+                {
+                    "warehouse": warehouse,
+                    "chunk": run.days,
+                    "location_ids": run.location_ids or tuple(location_ids),
+                    "force": force,
+                    "chunk_days": chunk_days,
+                },
+            ): run.days
+            # With one chunk a run, the runs are the chunks themselves.
+            for run in run_chunks(chunks, per_run, slots)
+        }
+        for future in as_completed(list(futures)):
+            try:
+                yield future.result()
+            except Exception as exc:
+                yield exc if isinstance(exc, StepFailed) else StepFailed("load", futures[future], exc)
