@@ -93,8 +93,9 @@ class Settings(BaseSettings):
     backfill_workers: int = 3
     # A spread backfill (--spread) gives each flow run up to this many consecutive chunks, loaded one
     # after another: a run's start-up (the worker's poll, a process, imports: seconds) is paid once for
-    # them, and a lost host costs at most one run's chunks again.
-    spread_chunks_per_run: int = 4
+    # them, and a lost host costs at most one run's chunks again. 9 (2 years in 28-day chunks over
+    # 3 slots: 3 runs of 9) measured 1.07x the in-process backfill, 4 (9 runs of 3) 1.18x.
+    spread_chunks_per_run: int = 9
     # Larger ranges need an explicit --yes: a typo in a year should not start a decade.
     backfill_max_days: int = 400
     # Embedded Postgres data directory, used only when database_url is unset.
