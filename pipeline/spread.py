@@ -172,6 +172,8 @@ def spread_chunks(
     """Run the chunks as flow runs of the backfill-chunk deployment, up to `per_run` consecutive ones in each
     (each loaded `chunk_days` at a time); yields each run's days as they land, a failed run as StepFailed."""
     slots = chunk_slots()
+    # With one chunk a run, the runs are the chunks themselves. A limit of 0 slots fails here, saying so.
+    runs = run_chunks(chunks, per_run, slots)
     # No more runs waiting here than the limit has slots: a task denied a slot is told by the server
     # to ask again after the slots' average occupancy, capped at 30 s, so a queue at the limit left
     # every slot idle for up to that long after each run. Here the next run starts as a slot frees;
@@ -188,8 +190,7 @@ def spread_chunks(
                     "chunk_days": chunk_days,
                 },
             ): run.days
-            # With one chunk a run, the runs are the chunks themselves.
-            for run in run_chunks(chunks, per_run, slots)
+            for run in runs
         }
         for future in as_completed(list(futures)):
             try:
