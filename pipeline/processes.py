@@ -112,12 +112,13 @@ def kill_tree(pid: int) -> None:
 def is_running(process: Process) -> bool:
     """Whether the recorded process is still alive, and is still the process we started."""
     try:
+        proc = psutil.Process(process.pid)
         if process.started_at > _WALL_CLOCK_RECORD:
             # Recorded by an earlier version as a wall-clock time (a stack `up` before an upgrade).
-            same = abs(psutil.Process(process.pid).create_time() - process.started_at) < 1.0
+            same = abs(proc.create_time() - process.started_at) < 1.0
         else:
             same = abs(started_at(process.pid) - process.started_at) < 0.01
-        return same and psutil.Process(process.pid).status() != psutil.STATUS_ZOMBIE
+        return same and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
 
